@@ -1,0 +1,67 @@
+/**
+ * The error catalogue. Expected failures are TsvisorError with a stable code; broken
+ * invariants are bugs and throw InvariantError. Codes never change meaning once published.
+ */
+
+export const ERROR_CODES = {
+  // protocol/: wire format
+  PROTO_SHORT: "a message is shorter than its 8-byte header",
+  PROTO_API: "the header api byte is not 0x21",
+  PROTO_TYPE: "the message type is not valid here",
+  PROTO_FRAGMENTS: "the continuation count exceeds 62",
+  PROTO_TOO_LONG: "a message is longer than 240 bytes or a payload exceeds the size limit",
+  PROTO_CONTINUATION: "a continuation does not match the message being assembled",
+  PROTO_PAYLOAD_LENGTH: "a payload has the wrong length for its message",
+  PROTO_PAYLOAD_FIELD: "a payload field holds a value the protocol does not allow",
+  PROTO_UNKNOWN_MSG: "the message id is not in the catalogue",
+  PROTO_HEX: "the text is not valid hexadecimal",
+  PROTO_JSON: "the JSON does not describe a message",
+  FDT_MALFORMED: "the flattened devicetree is malformed",
+  FDT_CONFIG: "the vm-config devicetree does not follow the schema",
+  // rpc/: client and transports
+  RPC_TIMEOUT: "the RM did not answer within the timeout",
+  RPC_CLOSED: "the transport was closed",
+  RPC_QUEUE_FULL: "the message queue is full",
+  RPC_QUEUE_EMPTY: "the message queue is empty",
+  RPC_FRAME: "a socket frame is malformed",
+  RPC_RM_ERROR: "the RM replied with an error",
+  RPC_BAD_REPLY: "the RM reply payload is malformed",
+  RPC_ABORTED: "the call was aborted",
+  // vmm/
+  VMM_STATE: "the VM is not in a state that allows this",
+  VMM_CONFIG: "the VM configuration is invalid",
+  // cli/
+  CLI_USAGE: "the command line is not valid",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class TsvisorError extends Error {
+  override readonly name = "TsvisorError";
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(message ?? ERROR_CODES[code]);
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export class InvariantError extends Error {
+  override readonly name = "InvariantError";
+}
+
+/** Asserts a condition that only a bug can break. */
+export function invariant(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new InvariantError(`invariant violated: ${message}`);
+}
+
+/** Marks a switch arm the type checker proves impossible. */
+export function unreachable(value: never, message = "unreachable"): never {
+  throw new InvariantError(`${message}: ${String(value)}`);
+}
+
+export function isTsvisorError(e: unknown, code?: ErrorCode): e is TsvisorError {
+  return e instanceof TsvisorError && (code === undefined || e.code === code);
+}
