@@ -27,11 +27,27 @@ export const ERROR_CODES = {
   RPC_RM_ERROR: "the RM replied with an error",
   RPC_BAD_REPLY: "the RM reply payload is malformed",
   RPC_ABORTED: "the call was aborted",
+  RPC_BUSY: "every sequence number is taken by a call in flight",
   // vmm/
   VMM_STATE: "the VM is not in a state that allows this",
   VMM_CONFIG: "the VM configuration is invalid",
   // cli/
   CLI_USAGE: "the command line is not valid",
+  // rm/
+  RM_CONFIG: "the resource manager's configuration is invalid",
+  // hv/, vcpu/, devices/, loader/: guests on KVM
+  HV_NATIVE: "the native addon is missing or was built against different KVM headers",
+  HV_UNAVAILABLE: "the hypervisor device cannot be opened",
+  HV_SYSCALL: "a system call into the hypervisor failed",
+  HV_MEMORY: "a guest memory region is invalid, overlaps another or is not mapped",
+  HV_CLOSED: "the hypervisor object has already been closed",
+  HV_LIMIT: "the hypervisor refused to create more of this object",
+  VCPU_WORKER: "the vCPU worker thread failed",
+  VCPU_STATE: "the vCPU is not in a state that allows this",
+  DEV_CONFLICT: "two devices claim overlapping addresses",
+  DEV_CONFIG: "a device specification is invalid",
+  LOADER_FORMAT: "the guest image is malformed or of an unsupported kind",
+  LOADER_RANGE: "the guest image does not fit in guest memory",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

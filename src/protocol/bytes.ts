@@ -67,24 +67,31 @@ export class Writer {
     return at;
   }
 
+  // grow() may replace buf and view, so it must run before either is read: in
+  // `this.view.setUint8(this.grow(1), v)` the old view would be used.
   u8(v: number): this {
-    this.view.setUint8(this.grow(1), v);
+    const at = this.grow(1);
+    this.view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
-    this.view.setUint16(this.grow(2), v, true);
+    const at = this.grow(2);
+    this.view.setUint16(at, v, true);
     return this;
   }
   u32(v: number): this {
-    this.view.setUint32(this.grow(4), v >>> 0, true);
+    const at = this.grow(4);
+    this.view.setUint32(at, v >>> 0, true);
     return this;
   }
   u64(v: bigint): this {
-    this.view.setBigUint64(this.grow(8), v, true);
+    const at = this.grow(8);
+    this.view.setBigUint64(at, v, true);
     return this;
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.grow(b.length));
+    const at = this.grow(b.length);
+    this.buf.set(b, at);
     return this;
   }
   zeros(n: number): this {

@@ -1,13 +1,13 @@
 import { TsvisorError } from "../core/errors.js";
 import {
+  decodeHeader,
+  encodeHeader,
   FRAGMENT_PAYLOAD,
   HEADER_SIZE,
   MAX_CONTINUATIONS,
   MSG_MAX_SIZE,
   MsgType,
   RM_MAX_PAYLOAD,
-  decodeHeader,
-  encodeHeader,
 } from "./header.js";
 
 /** One logical RM message, after reassembly or before fragmentation. */
@@ -53,15 +53,27 @@ export function continuationCount(bodyLength: number): number {
  */
 export function fragment(m: RmMessage, maxBody = RM_MAX_PAYLOAD): Uint8Array[] {
   const body = messageBody(m);
-  if (body.length > maxBody) {
+  // The header has room for 62 continuations only; a larger limit would wrap the count.
+  const limit = Math.min(maxBody, RM_MAX_PAYLOAD);
+  if (body.length > limit) {
     throw new TsvisorError(
       "PROTO_TOO_LONG",
-      `payload of ${body.length} bytes exceeds the ${maxBody}-byte limit`,
-      { length: body.length, limit: maxBody },
+      `payload of ${body.length} bytes exceeds the ${limit}-byte limit`,
+      { length: body.length, limit },
     );
   }
   if (m.msgId === 0) {
     throw new TsvisorError("PROTO_PAYLOAD_FIELD", "message id 0 is reserved");
+  }
+  // encodeHeader masks its fields, so an out-of-range value would go out as a different one.
+  if (!isUint(m.seq, 0xffff) || !isUint(m.msgId, 0xffffffff)) {
+    throw new TsvisorError(
+      "PROTO_PAYLOAD_FIELD",
+      `seq ${m.seq} or msg id ${m.msgId} is out of range`,
+    );
+  }
+  if (m.type === MsgType.REPLY && !isUint(m.error, 0xffffffff)) {
+    throw new TsvisorError("PROTO_PAYLOAD_FIELD", `error code ${m.error} is not a u32`);
   }
   const numFragments = continuationCount(body.length);
   const out: Uint8Array[] = [];
@@ -76,6 +88,10 @@ export function fragment(m: RmMessage, maxBody = RM_MAX_PAYLOAD): Uint8Array[] {
     out.push(msg);
   }
   return out;
+}
+
+function isUint(x: number, max: number): boolean {
+  return Number.isInteger(x) && x >= 0 && x <= max;
 }
 
 /** Which receiver rules apply (rm-protocol.md §1.4). */

@@ -1,11 +1,11 @@
-import { NotificationId, RequestId, msgName } from "./catalogue.js";
+import { msgName, NotificationId, RequestId } from "./catalogue.js";
 import { CRASH_MSG_MAX, MAX_LIST_ENTRIES } from "./enums.js";
 import {
-  type Decoded,
-  type Layout,
   bytes,
+  type Decoded,
   decodeLayout,
   encodeLayout,
+  type Layout,
   layout,
   list,
   optionalTail,
@@ -120,7 +120,8 @@ export const IrqNotifyReq = layout(
   u32("virq_handle"),
   u32("flags"),
   optionalTail(),
-  list("vmids", "u16", VmidEntry),
+  // The LENT form's target list has the usual `u16 n, u16 0` header (rm-protocol.md §3.3).
+  list("vmids", "u16r", VmidEntry),
 );
 
 // ---- memory parcels (§3.4)
@@ -196,7 +197,12 @@ export const MemSharedPayload = layout(
   list("region_sizes", "u16r", layout(u64("size"))),
   list("attrs", "u16r", AttrEntry),
 );
-export const MemOwnerNotice = layout(u32("mem_handle"), u16("vmid"), reserved(2), u32("mem_info_tag"));
+export const MemOwnerNotice = layout(
+  u32("mem_handle"),
+  u16("vmid"),
+  reserved(2),
+  u32("mem_info_tag"),
+);
 export const MemRecallPayload = layout(u32("mem_handle"), u32("mem_info_tag"));
 
 /** Calls whose payloads the reference does not lay out: carried as raw bytes. */
@@ -270,7 +276,10 @@ export const CALL_LAYOUTS: ReadonlyMap<number, CallLayouts> = new Map<number, Ca
   [R.FW_SET_VM_FIRMWARE, { request: Raw, reply: Raw }],
 ]);
 
-export const NOTIFICATION_LAYOUTS: ReadonlyMap<number, Layout<object>> = new Map<number, Layout<object>>([
+export const NOTIFICATION_LAYOUTS: ReadonlyMap<number, Layout<object>> = new Map<
+  number,
+  Layout<object>
+>([
   [N.VM_EXITED, VmExitedPayload],
   [N.VM_SHUTDOWN, VmShutdownPayload],
   [N.VM_STATUS, VmStatusPayload],

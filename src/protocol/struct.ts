@@ -78,8 +78,11 @@ export const u64 = <N extends string>(name: N) => ({ kind: "u64", name }) as con
 /** Reserved bytes: written as zero; `zero` makes a non-zero value a decode error. */
 export const reserved = (size: number, zero = false) => ({ kind: "reserved", name: "", size, zero }) as const;
 export const optionalTail = () => ({ kind: "optional", name: "" }) as const;
-export const list = <N extends string, E extends object>(name: N, count: ListCount, entry: Layout<E>) =>
-  ({ kind: "list", name, count, entry }) as const;
+export const list = <N extends string, E extends object, const C extends ListCount>(
+  name: N,
+  count: C,
+  entry: Layout<E>,
+) => ({ kind: "list", name, count, entry }) as const;
 export const bytes = <N extends string>(name: N, len: BytesLen, pad4 = false, max?: number) =>
   ({ kind: "bytes", name, len, pad4, max }) as const;
 

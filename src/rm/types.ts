@@ -23,6 +23,13 @@ export interface ResourceManagerCore {
   readonly hasDeferredWork: boolean;
   /** Runs one queued asynchronous stage and returns what it sends. */
   runDeferred(): Outbound[];
+  /**
+   * A hypervisor event: the VM stopped by itself (power-off, reset request, watchdog bite, vCPU
+   * fault…; `exitType` is an ExitType). A RUNNING or PAUSED VM becomes EXITED, its running
+   * linked peers get VM_STATUS and its owner VM_EXITED; for any other VM the event is stale and
+   * nothing is sent.
+   */
+  vmExited(vmid: number, exitType: number, exitFlags?: number, exitCode?: number): Outbound[];
 }
 
 /**
