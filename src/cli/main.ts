@@ -1,5 +1,6 @@
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { msgGroup } from "./msg.js";
+import { rmGroup } from "./rm.js";
 
 /**
  * The tsvisor command line: a table of commands, each with its own help. Front ends only
@@ -36,7 +37,7 @@ export type CommandEntry = Command | CommandGroup;
 /** Every command tsvisor has. */
 export const COMMANDS: readonly CommandEntry[] = [
   msgGroup,
-  // Lead: the `rm` group goes here — `rm serve --socket PATH` and `rm demo` (issue 2, item 6).
+  rmGroup,
   // Lead: `run` goes here (issue 3).
 ];
 

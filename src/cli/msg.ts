@@ -3,41 +3,12 @@ import { fromHex, toHex } from "../protocol/bytes.js";
 import { messageFromJson, messageToJson } from "../protocol/codec.js";
 import { CLIENT_MAX_REQUEST, MsgType, RM_MAX_PAYLOAD } from "../protocol/header.js";
 import { fragment, Reassembler, type ReceiverRules } from "../protocol/message.js";
+import { parseArgs } from "./args.js";
 import type { CliIo, Command, CommandGroup } from "./main.js";
 
 /** `tsvisor msg decode|encode`: RM queue messages as hex ↔ JSON. */
 
 const usage = (message: string) => new TsvisorError("CLI_USAGE", message);
-
-interface Parsed {
-  readonly flags: Map<string, string | true>;
-  readonly operands: string[];
-}
-
-/** Splits `--name` / `--name=value` options from operands; `-` is an operand. */
-function parseArgs(
-  args: readonly string[],
-  known: Record<string, "flag" | "value">,
-  cmd: string,
-): Parsed {
-  const flags = new Map<string, string | true>();
-  const operands: string[] = [];
-  for (const a of args) {
-    if (!a.startsWith("--")) {
-      operands.push(a);
-      continue;
-    }
-    const eq = a.indexOf("=");
-    const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
-    const kind = known[name];
-    if (kind === undefined)
-      throw usage(`unknown option '${a}' for '${cmd}' (try 'tsvisor ${cmd} --help')`);
-    if (kind === "flag" && eq >= 0) throw usage(`option --${name} takes no value`);
-    if (kind === "value" && eq < 0) throw usage(`option --${name} needs a value: --${name}=…`);
-    flags.set(name, kind === "flag" ? true : a.slice(eq + 1));
-  }
-  return { flags, operands };
-}
 
 /** Hex words from stdin: whitespace separates queue messages; `#` starts a comment. */
 export function hexWords(text: string): string[] {
