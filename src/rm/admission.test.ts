@@ -4,7 +4,15 @@ import { RequestId, type RequestName } from "../protocol/catalogue.js";
 import { VmStatus, type VmStatusName } from "../protocol/enums.js";
 import { MsgType } from "../protocol/header.js";
 import { RmError, type RmErrorName } from "../protocol/rm-error.js";
-import { ADMISSION, ALL_STATES, TRANSITIONS, type VmView, admit, canTransition, targetVmid } from "./lifecycle.js";
+import {
+  ADMISSION,
+  ALL_STATES,
+  admit,
+  canTransition,
+  TRANSITIONS,
+  targetVmid,
+  type VmView,
+} from "./lifecycle.js";
 import { Harness } from "./testing/harness.js";
 
 /*
@@ -71,21 +79,18 @@ function parse(): Row[] {
   return REFERENCE.trim()
     .split("\n")
     .map((line) => {
-      const [call, caller, relation, statesText, target, unknown, relationError] = line.trim().split(/\s+/) as [
-        RequestName,
-        string,
-        string,
-        string,
-        string,
-        string,
-        string,
-      ];
+      const [call, caller, relation, statesText, target, unknown, relationError] = line
+        .trim()
+        .split(/\s+/) as [RequestName, string, string, string, string, string, string];
       const [list, stateErr] = statesText.split(":");
       return {
         call,
         caller,
         relation,
-        states: list === "*" || list === "-" ? "*" : list!.split(",").map((s) => VmStatus[s as VmStatusName]),
+        states:
+          list === "*" || list === "-"
+            ? "*"
+            : list!.split(",").map((s) => VmStatus[s as VmStatusName]),
         stateError: stateErr ? err(stateErr) : RmError.VM_STATE,
         target,
         unknown: unknown === "-" ? RmError.OK : err(unknown),
@@ -155,7 +160,11 @@ test("admit() matches the reference for every call × state × caller, known and
       }
     }
     for (const caller of CALLERS) {
-      assert.equal(admit(a, caller, undefined), expected(row, caller, undefined), `${row.call} on no VM`);
+      assert.equal(
+        admit(a, caller, undefined),
+        expected(row, caller, undefined),
+        `${row.call} on no VM`,
+      );
     }
   }
   assert.ok(checked > 2000);
@@ -236,13 +245,28 @@ test("admission reaches the wire: a guest's VM_ALLOC_VMID is DENIED, an unknown 
   const h = new Harness();
   assert.equal(h.call(GUEST, RequestId.VM_ALLOC_VMID, { vmid: 0 }).error, RmError.DENIED);
   assert.equal(h.call(HLOS, RequestId.VM_START, { vmid: 0x99 }).error, RmError.VMID_INVALID);
-  assert.equal(h.call(HLOS, RequestId.VM_GET_HYP_RESOURCES, { vmid: 0x99 }).error, RmError.ARGUMENT_INVALID);
+  assert.equal(
+    h.call(HLOS, RequestId.VM_GET_HYP_RESOURCES, { vmid: 0x99 }).error,
+    RmError.ARGUMENT_INVALID,
+  );
   assert.equal(h.call(0, RequestId.VM_GET_HYP_RESOURCES, { vmid: 0x99 }).error, RmError.DENIED);
 });
 
 test("the RM ignores replies and notifications that clients send", () => {
   const h = new Harness();
   const payload = new Uint8Array(4);
-  assert.deepEqual(h.rm.handle(HLOS, { type: MsgType.REPLY, seq: 1, msgId: RequestId.VM_START, error: 0, payload }), []);
-  assert.deepEqual(h.rm.handle(HLOS, { type: MsgType.NOTIFICATION, seq: 1, msgId: 0x56100008, payload }), []);
+  assert.deepEqual(
+    h.rm.handle(HLOS, {
+      type: MsgType.REPLY,
+      seq: 1,
+      msgId: RequestId.VM_START,
+      error: 0,
+      payload,
+    }),
+    [],
+  );
+  assert.deepEqual(
+    h.rm.handle(HLOS, { type: MsgType.NOTIFICATION, seq: 1, msgId: 0x56100008, payload }),
+    [],
+  );
 });

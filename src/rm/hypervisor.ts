@@ -23,8 +23,8 @@ export interface HypervisorPort {
     layout: VmMemoryLayout,
   ): number;
   /**
-   * Maps an accepted memory parcel into the VM. tsvisor's address rule: the guest sees the parcel
-   * at the same addresses its owner named in the SGL (identity IPA).
+   * Maps an accepted memory parcel into the VM at the guest ranges the RM chose
+   * (`ParcelMapping.guest`).
    */
   mapParcel(vmid: number, parcel: ParcelMapping): number;
   /** Removes a parcel mapping made by mapParcel (release, reset, deallocation). */
@@ -83,8 +83,14 @@ export interface ParcelMapping {
   readonly memType: number;
   /** The rights this VM has in the parcel's ACL (bit0 X, bit1 W, bit2 R). */
   readonly rights: number;
-  /** Owner physical ranges; the guest sees them at the same addresses. */
+  /** Owner physical ranges, in parcel order. */
   readonly sgl: readonly GuestRange[];
+  /**
+   * Where the guest sees each SGL range (same length and order as `sgl`). Identity for parcels
+   * a VM accepts; the config-image parcel is laid out contiguously from the
+   * VM_SET_ADDRESS_LAYOUT IMAGE base when one was set (docs/rm.md, "Guest addresses").
+   */
+  readonly guest: readonly GuestRange[];
 }
 
 export type X86Register = (typeof X86_GPR_NAMES)[number] | "rip";

@@ -257,7 +257,8 @@ export class Memparcels {
     if (req.sgl.length > MAX_LIST_ENTRIES) return fail(RmError.NORESOURCE);
     const end = (req.flags & MemAppendFlags.END) !== 0;
     // An empty chunk only makes sense as the END marker of a parcel that is already full.
-    if ((req.sgl.length === 0 && !end) || !rangesValid(req.sgl, p.sgl)) return fail(RmError.ARGUMENT_INVALID);
+    if ((req.sgl.length === 0 && !end) || !rangesValid(req.sgl, p.sgl))
+      return fail(RmError.ARGUMENT_INVALID);
     if (p.sgl.length + req.sgl.length > MAX_PARCEL_SGL) return fail(RmError.NORESOURCE);
     for (const e of req.sgl) p.sgl.push({ base: e.base, size: e.size });
     if (end) p.finished = true;
@@ -321,13 +322,13 @@ export class Memparcels {
    * VM_START: the VM accepts every finished parcel still pending for it, and every parcel it
    * accepted is mapped. Returns the first port error (the VM start then fails).
    */
-  acceptAndMapAllFor(vmid: number): number {
+  acceptAndMapAllFor(vmid: number, placed: ReadonlyMap<number, bigint> = new Map()): number {
     for (const p of this.parcels.values()) {
       const t = p.targets.get(vmid);
       if (!t || !p.finished || t.state === "released") continue;
       if (t.state === "pending") t.state = "accepted";
       if (!t.mapped) {
-        const err = this.deps.hypervisor.mapParcel(vmid, mappingFor(p, t));
+        const err = this.deps.hypervisor.mapParcel(vmid, mappingFor(p, t, placed.get(p.handle)));
         if (err !== RmError.OK) return err;
         t.mapped = true;
       }
@@ -474,14 +475,20 @@ export class Memparcels {
   }
 }
 
-function mappingFor(p: Parcel, t: ParcelTarget): ParcelMapping {
-  return {
-    handle: p.handle,
-    owner: p.owner,
-    memType: p.memType,
-    rights: t.rights,
-    sgl: p.sgl.map((e) => ({ base: e.base, size: e.size })),
-  };
+/**
+ * The mapping of a parcel into a target. Without `guestBase` the guest sees the owner's
+ * addresses (identity); with it the SGL ranges are laid out back to back from that base.
+ */
+function mappingFor(p: Parcel, t: ParcelTarget, guestBase?: bigint): ParcelMapping {
+  const sgl = p.sgl.map((e) => ({ base: e.base, size: e.size }));
+  let at = guestBase ?? 0n;
+  const guest = sgl.map((e) => {
+    if (guestBase === undefined) return { ...e };
+    const r = { base: at, size: e.size };
+    at += e.size;
+    return r;
+  });
+  return { handle: p.handle, owner: p.owner, memType: p.memType, rights: t.rights, sgl, guest };
 }
 
 function attrsValid(attrs: readonly AttrEntry[], acl: readonly AclEntry[]): boolean {

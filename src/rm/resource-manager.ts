@@ -442,10 +442,13 @@ export class ResourceManager implements ResourceManagerCore {
     );
     this.parcels.releaseAllFor(vm.vmid);
     for (const other of this.vms.all()) {
-      const held = other.resources.filter((e) => e.holder === vm.vmid);
+      // Retired entries too: their interrupts would otherwise be freed later, into the pool of
+      // whichever VM gets this VMID next.
+      const held = [...other.resources, ...other.retired].filter((e) => e.holder === vm.vmid);
       if (held.length === 0) continue;
       this.resources.release(held);
       other.resources = other.resources.filter((e) => e.holder !== vm.vmid);
+      other.retired = other.retired.filter((e) => e.holder !== vm.vmid);
     }
     this.consoles.forget(vm.vmid, true);
     this.vms.remove(vm);
@@ -549,7 +552,10 @@ export class ResourceManager implements ResourceManagerCore {
 
   private start(c: Call, vm: VmRecord): CallResult {
     invariant(vm.hvCreated, "a READY VM has hypervisor objects");
-    let err = this.parcels.acceptAndMapAllFor(vm.vmid);
+    // The config-image parcel appears where VM_SET_ADDRESS_LAYOUT(IMAGE) put it.
+    const placed = new Map<number, bigint>();
+    if (vm.image && vm.imageRange) placed.set(vm.image.handle, vm.imageRange.base);
+    let err = this.parcels.acceptAndMapAllFor(vm.vmid, placed);
     if (err === RmError.OK) err = this.hv.startVcpus(vm.vmid, bootContext(vm));
     if (err !== RmError.OK) return this.initFailed(c, vm, err);
     return this.enter(c, vm, VmStatus.RUNNING);
@@ -578,6 +584,10 @@ export class ResourceManager implements ResourceManagerCore {
     code: number,
   ): void {
     this.vms.setStatus(vm, VmStatus.EXITED);
+    // An EXITED VM never runs again (only VM_RESET follows), so it stops holding memory now:
+    // its parcels are unmapped and released, and the owner may reclaim them before the reset
+    // (tsvisor's teardown order: stop → reclaim → reset → dealloc; docs/rm.md).
+    this.parcels.releaseAllFor(vm.vmid);
     this.notifier.vmStatus(out, vm);
     this.notifier.vmExited(out, vm, exitType, flags, code);
   }

@@ -46,8 +46,9 @@ export function setDemandPaging(vm: VmRecord, req: Decoded<typeof SetDemandPagin
 }
 
 /**
- * IMAGE must cover every SGL range of the config-image parcel (which the guest sees at the same
- * addresses); FIRMWARE is recorded for the port. Either may be set again before VM_INIT.
+ * IMAGE names the guest-physical range where the config-image parcel appears (its SGL ranges
+ * back to back from `base`), so it must be at least as large as the parcel; FIRMWARE is
+ * recorded for the port. Either may be set again before VM_INIT.
  */
 export function setAddressLayout(
   vm: VmRecord,
@@ -60,9 +61,9 @@ export function setAddressLayout(
     case AddressRange.IMAGE: {
       const p = vm.image === undefined ? undefined : parcels.get(vm.image.handle);
       if (!p) return RmError.ARGUMENT_INVALID;
-      const end = range.base + range.size;
-      if (!p.sgl.every((e) => e.base >= range.base && e.base + e.size <= end))
-        return RmError.ARGUMENT_INVALID;
+      let bytes = 0n;
+      for (const e of p.sgl) bytes += e.size;
+      if (range.size < bytes) return RmError.ARGUMENT_INVALID;
       vm.imageRange = range;
       return RmError.OK;
     }

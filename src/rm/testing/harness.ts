@@ -4,13 +4,13 @@
  * ResourceManager and decodes what comes back.
  */
 import assert from "node:assert/strict";
-import { NotificationId, RequestId, msgName } from "../../protocol/catalogue.js";
-import { TransType, VmStatus, Vmid } from "../../protocol/enums.js";
+import { msgName, NotificationId, RequestId } from "../../protocol/catalogue.js";
+import { TransType, Vmid, VmStatus } from "../../protocol/enums.js";
 import { CLIENT_MAX_REQUEST, MsgType } from "../../protocol/header.js";
-import { type RmMessage, fragment, reassembleAll } from "../../protocol/message.js";
+import { fragment, type RmMessage, reassembleAll } from "../../protocol/message.js";
 import { CALL_LAYOUTS, NOTIFICATION_LAYOUTS } from "../../protocol/payloads.js";
 import { decodeLayout, encodeLayout } from "../../protocol/struct.js";
-import { type VmConfig, encodeVmConfig } from "../../protocol/vm-config.js";
+import { encodeVmConfig, type VmConfig } from "../../protocol/vm-config.js";
 import { RecordingHypervisor } from "../recording-hypervisor.js";
 import { ResourceManager } from "../resource-manager.js";
 import type { Outbound, PhysicalMemoryPort } from "../types.js";
@@ -179,7 +179,12 @@ export class Harness {
   }
 
   /** Writes the DTB into host memory and lends the region to `vmid`; returns the handle. */
-  lendDtb(vmid: number, config: VmConfig = basicConfig(), base = DTB_BASE, size = DTB_PARCEL_SIZE): number {
+  lendDtb(
+    vmid: number,
+    config: VmConfig = basicConfig(),
+    base = DTB_BASE,
+    size = DTB_PARCEL_SIZE,
+  ): number {
     const dtb = encodeVmConfig(config);
     const region = new Uint8Array(Number(size));
     region.set(dtb);
@@ -222,10 +227,16 @@ export class Harness {
     return r;
   }
 
-  /** Forced stop (if running) → reset (unless LOAD/RESET) → drain → dealloc. */
+  /** Finish loading (INIT/AUTH) → forced stop (if running) → reset (unless LOAD/RESET) → dealloc. */
   teardown(vmid: number): void {
-    const st = this.ok(Vmid.HLOS, RequestId.VM_GET_STATE, { vmid }).reply.vm_status;
-    if (st === VmStatus.RUNNING) this.ok(Vmid.HLOS, RequestId.VM_STOP, { vmid, flags: 1, stop_reason: 3 });
+    let st = this.ok(Vmid.HLOS, RequestId.VM_GET_STATE, { vmid }).reply.vm_status;
+    // INIT and AUTH cannot be reset: the VM must first succeed or fail to load.
+    if (st === VmStatus.AUTH) this.call(Vmid.HLOS, RequestId.VM_AUTH_IMAGE, { vmid, params: [] });
+    st = this.ok(Vmid.HLOS, RequestId.VM_GET_STATE, { vmid }).reply.vm_status;
+    if (st === VmStatus.INIT) this.call(Vmid.HLOS, RequestId.VM_INIT, { vmid });
+    st = this.ok(Vmid.HLOS, RequestId.VM_GET_STATE, { vmid }).reply.vm_status;
+    if (st === VmStatus.RUNNING)
+      this.ok(Vmid.HLOS, RequestId.VM_STOP, { vmid, flags: 1, stop_reason: 3 });
     if (st !== VmStatus.LOAD && st !== VmStatus.RESET) {
       this.ok(Vmid.HLOS, RequestId.VM_RESET, { vmid });
       this.drain();
