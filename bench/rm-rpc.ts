@@ -9,12 +9,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connectSocketEndpoint, SocketEndpoint } from "../src/os/socket-endpoint.js";
+import { listenRmSocket } from "../src/os/socket-server.js";
 import { concatBytes } from "../src/protocol/bytes.js";
 import { RequestId } from "../src/protocol/catalogue.js";
 import { MsgType, RM_MAX_PAYLOAD } from "../src/protocol/header.js";
-import { Reassembler, fragment } from "../src/protocol/message.js";
-import { SocketEndpoint, connectSocketEndpoint } from "../src/os/socket-endpoint.js";
-import { listenRmSocket } from "../src/os/socket-server.js";
+import { fragment, Reassembler } from "../src/protocol/message.js";
 import { RecordingHypervisor } from "../src/rm/recording-hypervisor.js";
 import { ResourceManager } from "../src/rm/resource-manager.js";
 import { RmClient } from "../src/rpc/client.js";
@@ -153,7 +153,8 @@ function benchReassembly(): { reassemble: number; concat: number } {
   };
   let sink = 0;
   const reassemble = run(() => {
-    for (const f of frags) for (const ev of r.push(f)) if (ev.kind === "message") sink += ev.message.payload.length;
+    for (const f of frags)
+      for (const ev of r.push(f)) if (ev.kind === "message") sink += ev.message.payload.length;
   });
   const concat = run(() => {
     sink += concatBytes(frags.map((f) => f.subarray(8))).length;
@@ -182,7 +183,9 @@ try {
     );
   }
   out.push("");
-  out.push("| reassembly of 14,616-byte messages (63 fragments) | MB/s | baseline: concatenating the fragments | MB/s | ratio |");
+  out.push(
+    "| reassembly of 14,616-byte messages (63 fragments) | MB/s | baseline: concatenating the fragments | MB/s | ratio |",
+  );
   out.push("|---|---:|---|---:|---:|");
   out.push(
     `| Reassembler ("rm" rules) | ${reasm.reassemble.toFixed(0)} | concatBytes | ${reasm.concat.toFixed(0)} | ${(reasm.reassemble / reasm.concat).toFixed(2)} |`,

@@ -31,4 +31,3 @@ export function parseArgs(
   }
   return { flags, operands };
 }
-

@@ -2,21 +2,21 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TsvisorError } from "../core/errors.js";
+import { connectSocketEndpoint } from "../os/socket-endpoint.js";
+import { listenRmSocket } from "../os/socket-server.js";
 import { messageToJson } from "../protocol/codec.js";
-import { ResourceType, Vmid, nameOf } from "../protocol/enums.js";
+import { ExitType, nameOf, ResourceType, Vmid } from "../protocol/enums.js";
 import { MsgType } from "../protocol/header.js";
 import type { RmMessage } from "../protocol/message.js";
 import type { VmConfig } from "../protocol/vm-config.js";
 import { RecordingHypervisor } from "../rm/recording-hypervisor.js";
 import { ResourceManager } from "../rm/resource-manager.js";
-import { connectSocketEndpoint } from "../os/socket-endpoint.js";
-import { listenRmSocket } from "../os/socket-server.js";
 import { RmClient } from "../rpc/client.js";
 import { jsonLineLog } from "../rpc/log.js";
 import { RmServer } from "../rpc/server.js";
 import { type Direction, tapEndpoint } from "../rpc/tap.js";
-import { HostMemory } from "../vmm/host-memory.js";
 import { bootRegisters, startVm, teardownVm } from "../vmm/host-flow.js";
+import { HostMemory } from "../vmm/host-memory.js";
 import { createRmStack } from "../vmm/rm-stack.js";
 import { parseArgs } from "./args.js";
 import type { CliIo, Command, CommandGroup } from "./main.js";
@@ -149,8 +149,8 @@ async function runDemo(args: readonly string[], io: CliIo): Promise<number> {
     memory.free(ram);
     if (!json) {
       io.stdout(
-        `\n# done: VMID ${vm.vmid} exited (exit_type ${exited.exitType}) and was deallocated; ` +
-          `${hv.vms.size} VMs left in the hypervisor, ${vm.vmid === Vmid.DYNAMIC_FIRST ? "first dynamic VMID" : "VMID"} free again\n`,
+        `\n# done: VMID ${vm.vmid} exited (${nameOf(ExitType, exited.exitType)}) and was deallocated; ` +
+          `the hypervisor holds ${hv.vms.size} VMs\n`,
       );
     }
     return 0;
