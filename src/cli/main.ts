@@ -1,6 +1,7 @@
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { msgGroup } from "./msg.js";
 import { rmGroup } from "./rm.js";
+import { runCommand } from "./run.js";
 
 /**
  * The tsvisor command line: a table of commands, each with its own help. Front ends only
@@ -35,11 +36,7 @@ export interface CommandGroup {
 export type CommandEntry = Command | CommandGroup;
 
 /** Every command tsvisor has. */
-export const COMMANDS: readonly CommandEntry[] = [
-  msgGroup,
-  rmGroup,
-  // Lead: `run` goes here (issue 3).
-];
+export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand];
 
 export const USAGE_EXIT = 2;
 export const DATA_EXIT = 1;

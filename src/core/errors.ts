@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   // vmm/
   VMM_STATE: "the VM is not in a state that allows this",
   VMM_CONFIG: "the VM configuration is invalid",
+  VMM_MEMORY_LENT: "the host memory is lent to a VM and the host may not touch it",
+  VMM_MEMORY: "the host memory region is unknown, freed or not backed by the hypervisor",
   // cli/
   CLI_USAGE: "the command line is not valid",
   // rm/
@@ -48,6 +50,8 @@ export const ERROR_CODES = {
   DEV_CONFIG: "a device specification is invalid",
   LOADER_FORMAT: "the guest image is malformed or of an unsupported kind",
   LOADER_RANGE: "the guest image does not fit in guest memory",
+  // check/: the interleaving model checker
+  CHECK_TOKEN: "the schedule token is malformed or does not fit the program",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

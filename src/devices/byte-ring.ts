@@ -127,6 +127,9 @@ export async function pumpRing(
       const rest = ring.read();
       if (rest.length > 0) sink(rest);
       ring.abandon();
+      // Settles the waitAsync the last race left pending; it would otherwise keep the ring
+      // (and this function's frame) alive until the next write, which never comes.
+      ring.wake();
       return;
     }
     await Promise.race([ring.waitReadable(), ended]);

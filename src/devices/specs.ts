@@ -2,6 +2,8 @@ import { unreachable } from "../core/errors.js";
 import { DeviceBus } from "./bus.js";
 import { ByteRing } from "./byte-ring.js";
 import { DEBUG_EXIT_PORT, DEBUG_EXIT_PORTS, DebugExit } from "./debug-exit.js";
+import { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
+import { RM_MSGQ_MMIO_BASE, RM_MSGQ_MMIO_SIZE, RmMsgqDevice } from "./rm-msgq.js";
 import { COM1_BASE, UART_PORTS, Uart16550 } from "./uart16550.js";
 
 /**
@@ -15,7 +17,16 @@ export type DeviceSpec =
       /** ByteRing memory that receives transmitted bytes. */
       readonly console: SharedArrayBuffer;
     }
-  | { readonly kind: "debug-exit"; readonly port?: number };
+  | { readonly kind: "debug-exit"; readonly port?: number }
+  /** The 8042 keyboard controller at ports 0x60/0x64, for its reset line. */
+  | { readonly kind: "i8042" }
+  | {
+      readonly kind: "rm-msgq";
+      /** From createRmMsgqShared(); the main thread serves it with an RmMsgqDeviceEndpoint. */
+      readonly shared: SharedArrayBuffer;
+      /** Guest-physical base of the 4 KiB register page; default RM_MSGQ_MMIO_BASE. */
+      readonly base?: number;
+    };
 
 /** The usual pair: COM1 writing into `console` and the debug-exit port. */
 export function standardDevices(console: SharedArrayBuffer): DeviceSpec[] {
@@ -33,6 +44,19 @@ export function buildBus(specs: readonly DeviceSpec[], log?: (message: string) =
       }
       case "debug-exit":
         bus.addPio(spec.port ?? DEBUG_EXIT_PORT, DEBUG_EXIT_PORTS, new DebugExit());
+        break;
+      case "i8042": {
+        const kbc = new I8042();
+        bus.addPio(I8042_DATA_PORT, 1, kbc.dataPort);
+        bus.addPio(I8042_COMMAND_PORT, 1, kbc.commandPort);
+        break;
+      }
+      case "rm-msgq":
+        bus.addMmio(
+          spec.base ?? RM_MSGQ_MMIO_BASE,
+          RM_MSGQ_MMIO_SIZE,
+          new RmMsgqDevice(spec.shared),
+        );
         break;
       default:
         unreachable(spec, "device kind");

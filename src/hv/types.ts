@@ -147,6 +147,11 @@ export interface Vcpu {
   setRegs(regs: X86Regs): void;
   getSregs(): X86Sregs;
   setSregs(sregs: X86Sregs): void;
+  /**
+   * Lets an application processor run at once. With an in-kernel LAPIC, every vCPU but 0
+   * starts waiting for INIT/SIPI and run() would block; backends without one may omit this.
+   */
+  setRunnable?(): void;
   /** Releases this thread's side of the vCPU. Idempotent. */
   close(): void;
 }
@@ -285,10 +290,13 @@ export const X86_SEGMENT_NAMES = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt
 export interface X86BootState {
   readonly regs: Partial<X86Regs>;
   readonly sregs: Partial<X86Sregs>;
+  /** Start running without waiting for INIT/SIPI (secondary vCPUs; see Vcpu.setRunnable). */
+  readonly runnable?: boolean;
 }
 
 /** Loads a boot state with one get/set pair per register file. */
 export function applyBootState(vcpu: Vcpu, boot: X86BootState): void {
   if (Object.keys(boot.sregs).length > 0) vcpu.setSregs({ ...vcpu.getSregs(), ...boot.sregs });
   if (Object.keys(boot.regs).length > 0) vcpu.setRegs({ ...vcpu.getRegs(), ...boot.regs });
+  if (boot.runnable) vcpu.setRunnable?.();
 }

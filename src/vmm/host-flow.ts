@@ -1,6 +1,6 @@
 import { TsvisorError } from "../core/errors.js";
 import { AclRights, AddressRange, BootRegSet, ExitType, VmStatus } from "../protocol/enums.js";
-import { type VmConfig, encodeVmConfig } from "../protocol/vm-config.js";
+import { encodeVmConfig, type VmConfig } from "../protocol/vm-config.js";
 import type { HypResource, Notification, RmClient, VmExitedNotification } from "../rpc/client.js";
 import type { HostMemory, HostRegion } from "./host-memory.js";
 
@@ -24,11 +24,19 @@ export interface HostVmSpec {
   readonly dtbOffset: bigint;
   readonly dtbSize: bigint;
   readonly boot: readonly BootRegister[];
+  /**
+   * Called with the new VMID right after VM_ALLOC_VMID, before anything else happens to the
+   * VM (the VMM registers how the hypervisor is to run it here).
+   */
+  readonly prepare?: (vmid: number) => void;
 }
 
 export interface StartedVm {
   readonly vmid: number;
   readonly parcel: number;
+  /** The lent RAM region (the host may not touch it until teardown reclaims it). */
+  readonly ram: HostRegion;
+  readonly memory: HostMemory;
   readonly resources: readonly HypResource[];
   /** The VM_STATUS / VM_EXITED notifications seen for this VM, in order. */
   readonly events: Notification[];
@@ -64,6 +72,8 @@ export async function startVm(
   const vm: StartedVm = {
     vmid,
     parcel: -1,
+    ram,
+    memory,
     resources: [],
     events,
     exited: undefined,
@@ -76,13 +86,16 @@ export async function startVm(
   };
   let parcel: number | undefined;
   try {
-    ram.bytes.set(dtb, Number(spec.dtbOffset));
+    spec.prepare?.(vmid);
+    ram.write(Number(spec.dtbOffset), dtb);
     onStep("MEM_LEND");
     // One ACL entry (the guest, RWX) makes this a LEND, as v16 does for the DTB parcel.
     parcel = await client.memLend({
       acl: [{ vmid, rights: AclRights.R | AclRights.W | AclRights.X }],
       sgl: [{ base: ram.base, size: BigInt(ram.size) }],
     });
+    // From here until MEM_RECLAIM the memory is the guest's: the host API refuses it.
+    memory.markLent(ram, parcel);
     onStep("VM_CONFIG_IMAGE");
     await client.configImage({
       vmid,
@@ -113,20 +126,32 @@ export async function startVm(
     const resources = await client.getHypResources(vmid);
     onStep("VM_START");
     await client.start(vmid);
-    return { ...vm, parcel, resources, unsubscribe: vm.unsubscribe, events };
+    return Object.assign(vm, { parcel, resources });
   } catch (e) {
-    await abandon(client, vmid, parcel).catch(() => {});
+    await abandon(client, vmid, parcel, ram, memory).catch(() => {});
     vm.unsubscribe();
     throw e;
   }
 }
 
 /** Best-effort cleanup after a failed start: whatever state the RM reached, free the VMID. */
-async function abandon(client: RmClient, vmid: number, parcel: number | undefined): Promise<void> {
+async function abandon(
+  client: RmClient,
+  vmid: number,
+  parcel: number | undefined,
+  ram: HostRegion,
+  memory: HostMemory,
+): Promise<void> {
   const state = await client.getState(vmid).catch(() => undefined);
   const status = state?.vmStatus;
   if (status === VmStatus.RUNNING) await forceStop(client, vmid);
-  if (parcel !== undefined) await client.memReclaim(parcel).catch(() => {});
+  if (parcel !== undefined) {
+    const reclaimed = await client.memReclaim(parcel).then(
+      () => true,
+      () => false,
+    );
+    if (reclaimed) memory.markReclaimed(ram);
+  }
   if (status !== undefined && status !== VmStatus.LOAD && status !== VmStatus.RESET) {
     await resetAndWait(client, vmid).catch(() => {});
   }
@@ -179,6 +204,7 @@ export async function teardownVm(
     }
     onStep("MEM_RECLAIM");
     await client.memReclaim(vm.parcel);
+    vm.memory.markReclaimed(vm.ram);
     onStep("VM_RESET");
     await resetAndWait(client, vm.vmid);
     onStep("VM_DEALLOC_VMID");
@@ -187,6 +213,19 @@ export async function teardownVm(
   } finally {
     vm.unsubscribe();
   }
+}
+
+/**
+ * Resolves with the VM's VM_EXITED notification: at once if it already came (a guest may exit
+ * before VM_START's reply is read), otherwise when it comes. Rejects with RPC_CLOSED if the
+ * link closes first.
+ */
+export function waitForExit(client: RmClient, vm: StartedVm): Promise<VmExitedNotification> {
+  if (vm.exited) return Promise.resolve(vm.exited);
+  return client.waitFor(
+    (n) => n.kind === "vmExited" && n.vmid === vm.vmid,
+    0,
+  ) as Promise<VmExitedNotification>;
 }
 
 /** Boot registers for an entry point and stack. */

@@ -52,6 +52,7 @@ export const KVM_FLAG = {
   IOEVENTFD_PIO: 2,
   IOEVENTFD_DEASSIGN: 4,
   PIT_SPEAKER_DUMMY: 1,
+  MP_STATE_RUNNABLE: 0,
 } as const;
 
 export const KVM_IOCTL = {

@@ -1,6 +1,6 @@
 import { TsvisorError } from "../../core/errors.js";
 import type { Vcpu, VcpuExit, VcpuTransfer, X86Regs, X86Sregs } from "../types.js";
-import { KVM_IOCTL, KVM_RUN_OFF, KVM_SIZEOF, SYS } from "./constants.js";
+import { KVM_FLAG, KVM_IOCTL, KVM_RUN_OFF, KVM_SIZEOF, SYS } from "./constants.js";
 import { decodeRunExit } from "./kvm-run.js";
 import { kickSignal, loadNative, type NativeSys, sysCheck, sysCheckBig } from "./native.js";
 import { decodeRegs, decodeSregs, encodeRegs, encodeSregs } from "./x86-layout.js";
@@ -97,6 +97,12 @@ class KvmVcpu implements Vcpu {
   setSregs(sregs: X86Sregs): void {
     encodeSregs(sregs, this.sregsBuf);
     this.ioctl(KVM_IOCTL.SET_SREGS, this.sregsBuf, "KVM_SET_SREGS");
+  }
+
+  setRunnable(): void {
+    const state = new DataView(new ArrayBuffer(KVM_SIZEOF.kvm_mp_state));
+    state.setUint32(0, KVM_FLAG.MP_STATE_RUNNABLE, true);
+    this.ioctl(KVM_IOCTL.SET_MP_STATE, state, "KVM_SET_MP_STATE");
   }
 
   close(): void {
