@@ -1,4 +1,5 @@
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { checkGroup } from "./check.js";
 import { msgGroup } from "./msg.js";
 import { rmGroup } from "./rm.js";
 import { runCommand } from "./run.js";
@@ -36,7 +37,7 @@ export interface CommandGroup {
 export type CommandEntry = Command | CommandGroup;
 
 /** Every command tsvisor has. */
-export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand];
+export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand, checkGroup];
 
 export const USAGE_EXIT = 2;
 export const DATA_EXIT = 1;
@@ -143,6 +144,13 @@ export async function main(
 }
 
 function processIo(): CliIo {
+  // A reader that goes away (`tsvisor … | head`) is not an error of ours: stop writing quietly
+  // instead of dying on EPIPE; the command still finishes and cleans up.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+    });
+  }
   return {
     stdout: (text) => {
       process.stdout.write(text);

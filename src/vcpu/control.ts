@@ -65,6 +65,12 @@ export class VcpuControl {
     return Atomics.load(this.words, STATE) as VcpuStateValue;
   }
 
+  /** Sleeps while the state is `state`, at most `timeoutMs`; returns the state seen then. */
+  waitWhile(state: VcpuStateValue, timeoutMs: number): VcpuStateValue {
+    Atomics.wait(this.words, STATE, state, timeoutMs);
+    return this.state;
+  }
+
   setState(state: VcpuStateValue): void {
     Atomics.store(this.words, STATE, state);
     Atomics.notify(this.words, STATE);

@@ -2,7 +2,7 @@ import { Worker } from "node:worker_threads";
 import type { UnclaimedCounts } from "../devices/bus.js";
 import type { DeviceSpec } from "../devices/specs.js";
 import type { VcpuHandle, VcpuTransfer, X86BootState } from "../hv/types.js";
-import { VcpuControl } from "./control.js";
+import { VcpuControl, VcpuState } from "./control.js";
 import type { StopReason } from "./exit-handler.js";
 import type { RunStats } from "./run-loop.js";
 
@@ -185,6 +185,24 @@ export class VcpuThread {
     if (this.finished) return;
     this.control.requestStop();
     this.handle.kick();
+  }
+
+  /**
+   * After stop(): blocks the calling thread until this vCPU has left the guest for good (its
+   * thread saw the stop request, or has ended), for at most `timeoutMs`; returns whether it
+   * has. A thread that saw the request never enters the guest again. For short, bounded
+   * waits only: on the main thread it blocks the event loop.
+   */
+  waitOutOfGuest(timeoutMs: number): boolean {
+    if (this.finished) return true;
+    if (!this.control.stopRequested) return false;
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      if (this.control.state !== VcpuState.RUNNING) return true;
+      const left = end - performance.now();
+      if (left <= 0) return false;
+      this.control.waitWhile(VcpuState.RUNNING, left);
+    }
   }
 
   /** Ends a userspace halt (VMs without the in-kernel irqchip). */

@@ -88,6 +88,8 @@ export interface KvmPortOptions {
 
 /** The secondary vCPUs' stacks: vCPU i starts at vCPU 0's RSP minus i × this. */
 export const SECONDARY_STACK_GAP = 0x1000n;
+/** How long unmapParcel waits for a stopped VM's vCPUs to leave the guest (see there). */
+const KICK_WAIT_MS = 10;
 /** A BELL_RX doorbell with label L rings at this port + L (a one-byte write). */
 export const BELL_RX_PORT_BASE = 0x600;
 /** BELL_RX labels the port can give an address. */
@@ -201,14 +203,14 @@ export class KvmHypervisorPort implements HypervisorPort {
     _layout: VmMemoryLayout,
   ): number {
     if (this.closed || this.vms.has(vmid)) return RmError.DENIED;
+    const plan = this.plans.get(vmid) ?? DEFAULT_PLAN;
+    this.plans.delete(vmid);
     if (config.vcpus.count > this.maxVcpus) {
       this.log(
         `VM ${vmid}: ${config.vcpus.count} vCPUs asked for, this host runs ${this.maxVcpus}`,
       );
       return RmError.NORESOURCE;
     }
-    const plan = this.plans.get(vmid) ?? DEFAULT_PLAN;
-    this.plans.delete(vmid);
     const irqchip = plan.irqchip ?? true;
     for (const d of config.vdevices) {
       if (d.kind === "doorbell" && !irqchip) {
@@ -292,11 +294,14 @@ export class KvmHypervisorPort implements HypervisorPort {
     const regions = rec?.parcels.get(handle);
     if (!rec || !regions) return RmError.DENIED;
     rec.parcels.delete(handle);
-    // Deleting a KVM memory slot once the irqchip exists costs ~7 ms here. A VM whose vCPU
-    // threads have all ended never runs again (only a reset follows), so its slots can go
-    // with the VM. While a vCPU may still be in the guest (a stop not yet taken), the slot
-    // goes now: the host may reclaim and reuse the memory as soon as this returns.
-    if (rec.phase === "stopped" && rec.threads.every((t) => t.done)) return RmError.OK;
+    // Deleting a KVM memory slot once the irqchip exists costs ~7 ms here. A stopped VM never
+    // runs again (only a reset follows), so its slots can go with the VM — once no vCPU can
+    // still be in the guest, since the host may reclaim and reuse the memory as soon as this
+    // returns. A kick takes well under a millisecond, so waiting for it is the cheap way; a
+    // vCPU that does not leave in time gets the slot deleted under it instead.
+    if (rec.phase === "stopped" && rec.threads.every((t) => t.waitOutOfGuest(KICK_WAIT_MS))) {
+      return RmError.OK;
+    }
     try {
       for (const r of regions) rec.vm.unmapMemory(r);
     } catch (e) {
