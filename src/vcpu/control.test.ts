@@ -29,3 +29,9 @@ test("two views of the same buffer see each other's state", () => {
   b.requestStop();
   assert.equal(a.stopRequested, true);
 });
+
+test("waitWhile() returns at once with the state when it already differs", () => {
+  const c = new VcpuControl(VcpuControl.allocate());
+  c.setState(VcpuState.EXITED);
+  assert.equal(c.waitWhile(VcpuState.RUNNING, 60_000), VcpuState.EXITED);
+});

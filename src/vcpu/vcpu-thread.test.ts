@@ -97,6 +97,22 @@ describe("guests on KVM through vCPU threads", { skip }, () => {
     assert.equal(thread?.done, true);
   });
 
+  test("waitOutOfGuest() is false without a stop and true once a stopped vCPU left the guest", async () => {
+    const answers: boolean[] = [];
+    const run = await runGuest(hv, guestImage("spin"), {
+      started: (t) => {
+        setTimeout(() => {
+          answers.push(t.waitOutOfGuest(0));
+          t.stop();
+          // Generous: this bounds a hang, it measures nothing.
+          answers.push(t.waitOutOfGuest(30_000));
+        }, 20);
+      },
+    });
+    assert.deepEqual(run.result.reason, { kind: "stopped" });
+    assert.deepEqual(answers, [false, true]);
+  });
+
   test("a stop issued before the vCPU thread has started still stops it", async () => {
     const run = await runGuest(hv, guestImage("spin"), { started: (t) => t.stop() });
     assert.deepEqual(run.result.reason, { kind: "stopped" });
