@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { ByteRing } from "../devices/byte-ring.js";
 import { KvmHypervisor } from "../hv/kvm/kvm-hypervisor.js";
 import { guestImage } from "../loader/guest-builder.js";
 import { ExitType, nameOf, VmStatus } from "../protocol/enums.js";
@@ -15,6 +16,7 @@ import { exitOf, runVm } from "../vmm/run-vm.js";
 import { parseArgs } from "./args.js";
 import type { CliIo, Command } from "./main.js";
 import { traceLine } from "./rm.js";
+import { attachTerminal } from "./terminal.js";
 
 const usage = (message: string) => new TsvisorError("CLI_USAGE", message);
 
@@ -25,7 +27,9 @@ Runs a guest image on KVM through the whole Resource Manager lifecycle, as the h
 drives it over the RM protocol: VM_ALLOC_VMID, MEM_LEND of the guest RAM (which holds the
 vm-config DTB), VM_CONFIG_IMAGE, VM_INIT, VM_SET_BOOT_CONTEXT, VM_START; then it waits for
 VM_EXITED, reclaims the memory, resets and deallocates the VM. The serial console (COM1)
-goes to standard output, the exit reason to standard error as one line.
+goes to standard output, the exit reason to standard error as one line. When standard input
+is a terminal, keystrokes go raw to COM1 (a guest sees them by polling LSR) and Ctrl-]
+force-stops the VM.
 
 IMAGE is a file (an x86-64 ELF, started in 64-bit long mode at its entry with the first 4 GiB
 identity-mapped; anything else is a flat binary started in 16-bit real mode at 0x1000) or
@@ -55,6 +59,7 @@ Examples:
   tsvisor run exit-code --reg rdi=42; echo $?
   tsvisor run dist/guests/hello.elf --mem 4M --json
   tsvisor run hello --trace 2>&1 >/dev/null | head -3
+  tsvisor run uart-echo          # type, then q; the exit code counts what you typed
 `;
 
 const VALUE_OPTIONS = ["mem", "vcpus", "cmdline", "reg", "irqchip", "kvm-device"] as const;
@@ -173,6 +178,11 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
   const interrupted = new AbortController();
   const onSigint = () => interrupted.abort();
   process.once("SIGINT", onSigint);
+  // An interactive terminal types into the guest's COM1 (Ctrl-] force-stops the VM).
+  const consoleInput = !json && process.stdin.isTTY ? ByteRing.allocate() : undefined;
+  const detach = consoleInput
+    ? attachTerminal(process.stdin, consoleInput, () => interrupted.abort())
+    : () => {};
   try {
     const result = await runVm(stack, client, {
       image,
@@ -184,6 +194,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       ...(flags.has("pvh") ? { elfEntry: "pvh" as const } : {}),
       irqchip: irqchipText === "kernel",
       signal: interrupted.signal,
+      ...(consoleInput ? { consoleInput } : {}),
       console: json
         ? (b) => emit({ event: "console", data: Buffer.from(b).toString("latin1") })
         : (b) => io.stdout(decoder.decode(b, { stream: true })),
@@ -209,6 +220,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
     io.stderr(`tsvisor: VM ${result.vmid} exited: ${result.description}\n`);
     return result.status;
   } finally {
+    detach();
     process.off("SIGINT", onSigint);
     await stack.close();
     hv.close();

@@ -67,6 +67,21 @@ export class ByteRing {
     }
   }
 
+  /**
+   * Writer side, never blocking (for the main thread, e.g. terminal input): writes what fits
+   * and returns how many bytes were taken.
+   */
+  tryWrite(bytes: Uint8Array): number {
+    if (this.abandoned) return 0;
+    const w = Atomics.load(this.words, WRITE);
+    const r = Atomics.load(this.words, READ);
+    const n = Math.min(bytes.length, this.capacity - ((w - r) | 0));
+    for (let i = 0; i < n; i++) this.data[((w + i) >>> 0) % this.capacity] = bytes[i]!;
+    Atomics.store(this.words, WRITE, (w + n) | 0);
+    Atomics.notify(this.words, WRITE);
+    return n;
+  }
+
   /** Reader side: everything available now (possibly nothing). */
   read(): Uint8Array {
     const w = Atomics.load(this.words, WRITE);

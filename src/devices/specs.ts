@@ -16,6 +16,8 @@ export type DeviceSpec =
       readonly base?: number;
       /** ByteRing memory that receives transmitted bytes. */
       readonly console: SharedArrayBuffer;
+      /** ByteRing memory the host writes terminal input into; the guest reads it from RBR. */
+      readonly input?: SharedArrayBuffer;
     }
   | { readonly kind: "debug-exit"; readonly port?: number }
   /** The 8042 keyboard controller at ports 0x60/0x64, for its reset line. */
@@ -39,7 +41,12 @@ export function buildBus(specs: readonly DeviceSpec[], log?: (message: string) =
     switch (spec.kind) {
       case "uart16550": {
         const ring = new ByteRing(spec.console);
-        bus.addPio(spec.base ?? COM1_BASE, UART_PORTS, new Uart16550((b) => ring.write(b)));
+        const input = spec.input ? new ByteRing(spec.input) : undefined;
+        bus.addPio(
+          spec.base ?? COM1_BASE,
+          UART_PORTS,
+          new Uart16550((b) => ring.write(b), input ? () => input.read() : undefined),
+        );
         break;
       }
       case "debug-exit":

@@ -79,3 +79,22 @@ test("in loopback mode transmitted bytes come back as received data, not output"
   u.pioWrite(MCR, 1, 0x00);
   assert.equal(u.pioRead(MSR, 1), 0xb0, "outside loopback a terminal appears attached");
 });
+
+test("a UART with an input source shows its bytes in LSR.DR and RBR, in order, only when asked", () => {
+  const pending = [0x68, 0x69];
+  let polls = 0;
+  const uart = new Uart16550(
+    () => {},
+    () => {
+      polls++;
+      return pending.splice(0);
+    },
+  );
+  assert.equal(uart.pioRead(5, 1) & 1, 1, "DR set once input arrived");
+  assert.equal(uart.pioRead(0, 1), 0x68);
+  assert.equal(uart.pioRead(0, 1), 0x69);
+  assert.equal(uart.pioRead(5, 1) & 1, 0, "DR clear when drained");
+  const before = polls;
+  uart.pioRead(7, 1);
+  assert.equal(polls, before, "other registers do not consume input");
+});

@@ -19,7 +19,8 @@ const MSR_ATTACHED = 0xb0;
  * A 16550A UART as far as a polling guest needs it: transmitted bytes go straight to `output`
  * (the transmitter is always ready, so LSR always reports THRE|TEMT), received bytes queue up
  * until the guest reads RBR. Divisor latch, IER, LCR, MCR and the scratch register keep what
- * the guest writes so probing drivers see a real chip. Interrupts are not generated yet.
+ * the guest writes so probing drivers see a real chip. Interrupts are not generated yet: input
+ * reaches a guest that polls LSR.DR.
  */
 export class Uart16550 implements PioDevice {
   readonly name = "uart16550";
@@ -32,7 +33,18 @@ export class Uart16550 implements PioDevice {
   private fifo = false;
   private readonly rx: number[] = [];
 
-  constructor(private readonly output: (byte: number) => void) {}
+  /**
+   * `input`, when given, is asked for newly arrived bytes (terminal input) whenever the guest
+   * looks at RBR or LSR with nothing queued, so a polling guest sees them.
+   */
+  constructor(
+    private readonly output: (byte: number) => void,
+    private readonly input?: () => Iterable<number>,
+  ) {}
+
+  private refill(): void {
+    if (this.rx.length === 0 && this.input) this.receive(this.input());
+  }
 
   /** Queues bytes for the guest to read (terminal input). */
   receive(bytes: Iterable<number>): void {
@@ -41,6 +53,7 @@ export class Uart16550 implements PioDevice {
 
   pioRead(offset: number, _size: number): number {
     const dlab = (this.lcr & LCR_DLAB) !== 0;
+    if ((offset === 0 && !dlab) || offset === 5) this.refill();
     switch (offset) {
       case 0:
         if (dlab) return this.dll;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { isTsvisorError } from "../core/errors.js";
+import { ByteRing } from "../devices/byte-ring.js";
 import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
 import { guestImage } from "../loader/guest-builder.js";
 import { ExitType, ResourceType, VmStatus } from "../protocol/enums.js";
@@ -28,6 +29,7 @@ const GUESTS = [
   "doorbell-wait",
   "ioeventfd-ring",
   "mmio-storm",
+  "uart-echo",
 ];
 
 describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", { skip }, () => {
@@ -91,6 +93,22 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
       [3],
     );
   }
+
+  test("terminal input reaches the guest's COM1: uart-echo echoes it and counts bytes", async () => {
+    const input = ByteRing.allocate();
+    const ring = new ByteRing(input);
+    // Half before the guest starts, half while it polls: both must arrive, in order.
+    assert.equal(ring.tryWrite(new TextEncoder().encode("ab")), 2);
+    const r = await run("uart-echo", {
+      consoleInput: input,
+      started: () => {
+        ring.tryWrite(new TextEncoder().encode("cdq"));
+      },
+    });
+    assert.equal(r.console, "abcd");
+    assert.deepEqual(r.exit, { exitType: ExitType.PLATFORM_OFF, exitCode: 4 });
+    await assertNothingLeft();
+  });
 
   test("hello → PLATFORM_OFF code 0, Hello on the console, the whole status sequence", async () => {
     const r = await run("hello");

@@ -49,6 +49,11 @@ export interface VmPlan {
   readonly irqchip?: boolean;
   /** COM1 output, in order per vCPU. Default: dropped. */
   readonly console?: (bytes: Uint8Array) => void;
+  /**
+   * A ByteRing (ByteRing.allocate()) the host writes terminal input into; vCPU 0's COM1
+   * receives it (one reader per ring). Default: no input.
+   */
+  readonly consoleInput?: SharedArrayBuffer;
   /** Device and vCPU-loop messages (unclaimed accesses…). */
   readonly onLog?: (message: string) => void;
   /**
@@ -331,7 +336,11 @@ export class KvmHypervisorPort implements HypervisorPort {
       // The platform every guest gets (docs/vmm.md): COM1, debug-exit, the i8042's reset
       // line and the RM message-queue device, whose state all vCPUs share.
       const devices: DeviceSpec[] = [
-        { kind: "uart16550", console: ring },
+        {
+          kind: "uart16550",
+          console: ring,
+          ...(i === 0 && rec.plan.consoleInput ? { input: rec.plan.consoleInput } : {}),
+        },
         { kind: "debug-exit" },
         { kind: "i8042" },
         { kind: "rm-msgq", shared: msgq },

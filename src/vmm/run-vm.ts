@@ -25,6 +25,8 @@ export interface RunVmOptions extends BuildSpec {
   readonly irqchip?: boolean;
   /** COM1 output as it arrives. */
   readonly console?: (bytes: Uint8Array) => void;
+  /** A ByteRing the caller writes COM1 input into (see VmPlan.consoleInput). */
+  readonly consoleInput?: SharedArrayBuffer;
   /** Device and vCPU messages (unclaimed accesses…). */
   readonly onLog?: (message: string) => void;
   /** This VM's VM_STATUS and VM_EXITED notifications, as they arrive. */
@@ -94,6 +96,7 @@ export async function runVm(
             boot: built.boot,
             irqchip: opts.irqchip ?? true,
             ...(opts.console ? { console: opts.console } : {}),
+            ...(opts.consoleInput ? { consoleInput: opts.consoleInput } : {}),
             ...(opts.onLog ? { onLog: opts.onLog } : {}),
             onStop: (s) => {
               stop = s;
