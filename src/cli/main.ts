@@ -1,4 +1,5 @@
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { checkGroup } from "./check.js";
 import { msgGroup } from "./msg.js";
 import { rmGroup } from "./rm.js";
 import { runCommand } from "./run.js";
@@ -36,7 +37,7 @@ export interface CommandGroup {
 export type CommandEntry = Command | CommandGroup;
 
 /** Every command tsvisor has. */
-export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand];
+export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand, checkGroup];
 
 export const USAGE_EXIT = 2;
 export const DATA_EXIT = 1;

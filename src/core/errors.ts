@@ -52,6 +52,8 @@ export const ERROR_CODES = {
   LOADER_RANGE: "the guest image does not fit in guest memory",
   // check/: the interleaving model checker
   CHECK_TOKEN: "the schedule token is malformed or does not fit the program",
+  // hv/sim: the simulated backend
+  SIM_PROGRAM: "a simulated guest program is malformed, unknown or failed",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
