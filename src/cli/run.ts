@@ -4,6 +4,9 @@ import { fileURLToPath } from "node:url";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { ByteRing } from "../devices/byte-ring.js";
 import { KvmHypervisor } from "../hv/kvm/kvm-hypervisor.js";
+import { resolveSimImage, SIM_NOTICE } from "../hv/sim/select.js";
+import { SimHypervisor } from "../hv/sim/sim-hypervisor.js";
+import type { Hypervisor } from "../hv/types.js";
 import { guestImage } from "../loader/guest-builder.js";
 import { ExitType, nameOf, VmStatus } from "../protocol/enums.js";
 import type { RmMessage } from "../protocol/message.js";
@@ -21,7 +24,7 @@ import { attachTerminal } from "./terminal.js";
 const usage = (message: string) => new TsvisorError("CLI_USAGE", message);
 
 const RUN_HELP = `Usage: tsvisor run IMAGE [--mem SIZE] [--vcpus N] [--cmdline TEXT] [--reg NAME=VALUE,…]
-                   [--pvh] [--irqchip kernel|none] [--json] [--trace]
+                   [--pvh] [--irqchip kernel|none] [--json] [--trace] [--backend kvm|sim]
 
 Runs a guest image on KVM through the whole Resource Manager lifecycle, as the host (VMID 3)
 drives it over the RM protocol: VM_ALLOC_VMID, MEM_LEND of the guest RAM (which holds the
@@ -47,6 +50,11 @@ Options:
                       VM_EXITED notifications, console output, and the final result
   --trace             every RM message on the host's link, decoded, on stderr
   --kvm-device PATH   the KVM device to open (default /dev/kvm)
+  --backend NAME      kvm (default) or sim: the simulated hypervisor, which needs no
+                      /dev/kvm and runs simulated guests (scripted programs, not x86 code)
+                      through the same RM lifecycle; IMAGE is then a simulated guest's name
+                      (hello, exit-code, spin, msgq-client, two-vcpu, chaos, …), a .json
+                      script, or a sim image file. It says so on stderr. docs/sim.md
 
 Exit status: the guest's exit code for PLATFORM_OFF (the byte written to debug-exit port
 0xf4) and VM_EXIT (the code the guest sent the RM); 128 + exit type for the others:
@@ -60,9 +68,18 @@ Examples:
   tsvisor run dist/guests/hello.elf --mem 4M --json
   tsvisor run hello --trace 2>&1 >/dev/null | head -3
   tsvisor run uart-echo          # type, then q; the exit code counts what you typed
+  tsvisor run --backend sim hello
 `;
 
-const VALUE_OPTIONS = ["mem", "vcpus", "cmdline", "reg", "irqchip", "kvm-device"] as const;
+const VALUE_OPTIONS = [
+  "mem",
+  "vcpus",
+  "cmdline",
+  "reg",
+  "irqchip",
+  "kvm-device",
+  "backend",
+] as const;
 
 /** Accepts `--mem 4M` as well as `--mem=4M` for the options that take a value. */
 function joinValues(args: readonly string[]): string[] {
@@ -127,6 +144,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       json: "flag",
       trace: "flag",
       "kvm-device": "value",
+      backend: "value",
     },
     "run",
   );
@@ -164,10 +182,19 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
   }
   const cmdline = text("cmdline");
   const json = flags.has("json");
-  const { image, name } = loadImage(operands[0]!);
+  const backend = text("backend") ?? "kvm";
+  if (backend !== "kvm" && backend !== "sim") {
+    throw usage(`--backend must be kvm or sim, not '${backend}'`);
+  }
+  const { image, name } =
+    backend === "sim" ? resolveSimImage(operands[0]!) : loadImage(operands[0]!);
 
   const device = text("kvm-device");
-  const hv = KvmHypervisor.open(device ? { path: device } : {});
+  let hv: Hypervisor;
+  if (backend === "sim") {
+    io.stderr(SIM_NOTICE);
+    hv = SimHypervisor.open();
+  } else hv = KvmHypervisor.open(device ? { path: device } : {});
   const emit = (o: Record<string, unknown>) => io.stdout(`${JSON.stringify(o)}\n`);
   const decoder = new TextDecoder();
   const stack = createRmStack({ backend: hv });

@@ -3,8 +3,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { isTsvisorError } from "../core/errors.js";
 import { ByteRing } from "../devices/byte-ring.js";
-import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
-import { guestImage } from "../loader/guest-builder.js";
+import { type TestBackend, testBackends } from "../hv/sim/select.js";
+import type { Hypervisor } from "../hv/types.js";
 import { ExitType, ResourceType, VmStatus } from "../protocol/enums.js";
 import { RmError } from "../protocol/rm-error.js";
 import type { RmClient } from "../rpc/client.js";
@@ -13,8 +13,6 @@ import type { StartedVm } from "./host-flow.js";
 import { createRmStack, type RmStack } from "./rm-stack.js";
 import { type RunVmOptions, type RunVmResult, runVm } from "./run-vm.js";
 
-const kvm = kvmAvailable();
-const skip = kvm.ok ? false : `KVM not available: ${kvm.why}`;
 const count = (dir: string) => readdirSync(dir).length;
 
 const GUESTS = [
@@ -32,8 +30,9 @@ const GUESTS = [
   "uart-echo",
 ];
 
-describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", { skip }, () => {
-  let hv: KvmHypervisor;
+// Once on KVM (skipped loudly without /dev/kvm) and once on the simulated backend, always.
+const suite = (backend: TestBackend) => {
+  let hv: Hypervisor;
   let stack: RmStack;
   let client: RmClient;
   let fds = 0;
@@ -41,10 +40,10 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
 
   before(() => {
     // Built outside the measured window: building spawns processes.
-    for (const g of GUESTS) guestImage(g);
+    for (const g of GUESTS) backend.guest(g);
     fds = count("/proc/self/fd");
     threads = count("/proc/self/task");
-    hv = KvmHypervisor.open();
+    hv = backend.open();
     stack = createRmStack({ backend: hv });
     client = stack.connectHost();
   });
@@ -64,7 +63,7 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
     let console = "";
     const statuses: string[] = [];
     const r = await runVm(stack, client, {
-      image: guestImage(guest),
+      image: backend.guest(guest),
       name: guest,
       console: (b) => {
         console += Buffer.from(b).toString("latin1");
@@ -148,7 +147,8 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
 
   test("an emulation failure → SOFTWARE_ERROR EMULATION_FAILURE with the faulting bytes", async () => {
     const r = await run("emulation-failure");
-    if (existsSync("/sys/module/kvm_pvm")) {
+    // kvm_pvm and the simulator report the faulting bytes.
+    if (backend.kind === "sim" || existsSync("/sys/module/kvm_pvm")) {
       assert.deepEqual(r.exit, {
         exitType: ExitType.SOFTWARE_ERROR,
         exitCode: FaultCode.EMULATION_FAILURE,
@@ -253,7 +253,7 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
     assert.equal(v.unclaimed?.mmioWrites, 1, "the MMIO write at 0xd0000000 is unclaimed");
   });
 
-  test("while a VM runs, its lent RAM is memfd-backed and refused to the host API", async () => {
+  test("while a VM runs, its lent RAM is hypervisor memory and refused to the host API", async () => {
     let checked = false;
     const stopper = new AbortController();
     await run("spin", {
@@ -321,4 +321,12 @@ describe("RM VMs on KVM: every exit arrives as VM_EXITED with its mapped type", 
     assert.equal(err, RmError.NORESOURCE);
     assert.equal(stack.port!.stats.vms, 0);
   });
-});
+};
+
+for (const b of testBackends()) {
+  describe(
+    `RM VMs on ${b.label}: every exit arrives as VM_EXITED with its mapped type`,
+    { skip: b.skip },
+    () => suite(b),
+  );
+}

@@ -1,25 +1,31 @@
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { test } from "node:test";
-import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
-import { guestImage } from "../loader/guest-builder.js";
+import { type TestBackend, testBackends } from "../hv/sim/select.js";
 import { ExitType } from "../protocol/enums.js";
 import { createRmStack } from "./rm-stack.js";
 import { runVm } from "./run-vm.js";
 
-const kvm = kvmAvailable();
-const skip = kvm.ok ? false : `KVM not available: ${kvm.why}`;
 const count = (dir: string) => readdirSync(dir).length;
 const MiB = 1024 * 1024;
 const CYCLES = 200;
 /** A leak bound, not a timing threshold: 200 leaked 2 MiB guests alone would exceed it. */
 const RSS_SLACK = 64 * MiB;
 
-test(`${CYCLES} sequential lifecycles leave fds, threads and RSS flat`, { skip }, async () => {
-  const image = guestImage("hello");
+// Once on KVM (skipped loudly without /dev/kvm) and once on the simulated backend, always.
+for (const b of testBackends()) {
+  test(
+    `${CYCLES} sequential lifecycles on ${b.label} leave fds, threads and RSS flat`,
+    { skip: b.skip },
+    () => lifecycles(b),
+  );
+}
+
+async function lifecycles(b: TestBackend): Promise<void> {
+  const image = b.guest("hello");
   const fds = count("/proc/self/fd");
   const threads = count("/proc/self/task");
-  const hv = KvmHypervisor.open();
+  const hv = b.open();
   const stack = createRmStack({ backend: hv });
   const client = stack.connectHost();
   const once = async () => {
@@ -65,4 +71,4 @@ test(`${CYCLES} sequential lifecycles leave fds, threads and RSS flat`, { skip }
   }
   assert.equal(count("/proc/self/fd"), fds, "every KVM, memfd and eventfd fd is closed");
   assert.equal(count("/proc/self/task"), threads, "every vCPU worker thread has ended");
-});
+}
