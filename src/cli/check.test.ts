@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type CliIo, main } from "./main.js";
+import { main } from "./main.js";
+import { captureIo } from "./testing/capture.js";
 
-function capture(): CliIo & { out: string[]; err: string[]; text(): string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    text: () => out.join(""),
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    readStdin: async () => "",
-  };
-}
+const capture = captureIo;
 
 test("check doorbell --design pre-fix exits 1 with the lost-wake-up timeline and a token", async () => {
   const io = capture();

@@ -1,25 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { TsvisorError } from "../core/errors.js";
-import { type CliIo, COMMANDS, type Command, main, topHelp } from "./main.js";
+import { COMMANDS, type Command, main, topHelp } from "./main.js";
+import { captureIo } from "./testing/capture.js";
 
-interface Captured extends CliIo {
-  readonly out: string[];
-  readonly err: string[];
-}
-
-/** An io that records output and serves `stdin` to commands that read it. */
-function capture(stdin = ""): Captured {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    readStdin: async () => stdin,
-  };
-}
+const capture = captureIo;
 
 test("--help, -h and help print the command list on stdout and exit 0", async () => {
   for (const argv of [["--help"], ["-h"], ["help"]]) {

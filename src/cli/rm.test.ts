@@ -6,19 +6,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { connectRmClient } from "../os/socket-endpoint.js";
-import { type CliIo, main } from "./main.js";
+import { main } from "./main.js";
+import { captureIo } from "./testing/capture.js";
 
-function capture(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    readStdin: async () => "",
-  };
-}
+const capture = captureIo;
 
 const V16_ORDER = [
   "VM_ALLOC_VMID",

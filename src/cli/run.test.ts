@@ -2,23 +2,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
 import { guestPath } from "../loader/guest-builder.js";
-import { type CliIo, main } from "./main.js";
+import { main } from "./main.js";
 import { parseSize } from "./run.js";
+import { captureIo } from "./testing/capture.js";
 
 const kvm = kvmAvailable();
 const skip = kvm.ok ? false : `KVM not available: ${kvm.why}`;
 
-function capture(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    readStdin: async () => "",
-  };
-}
+const capture = captureIo;
 
 test("run: bad command lines exit 2 with one line on stderr", async () => {
   for (const argv of [

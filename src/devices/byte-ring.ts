@@ -12,17 +12,6 @@ const HEADER_BYTES = 16;
 /** How long a blocked writer sleeps before re-checking for abandonment, in ms. */
 const FULL_WAIT_MS = 50;
 
-/** Atomics.waitAsync exists in Node 20 but not in the ES2022 library typings. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      index: number,
-      value: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
-
 export class ByteRing {
   private readonly words: Int32Array;
   private readonly data: Uint8Array;
@@ -101,7 +90,7 @@ export class ByteRing {
   async waitReadable(): Promise<void> {
     const w = Atomics.load(this.words, WRITE);
     if (((w - Atomics.load(this.words, READ)) | 0) !== 0) return;
-    const res = waitAsync(this.words, WRITE, w);
+    const res = Atomics.waitAsync(this.words, WRITE, w);
     if (res.async) await res.value;
   }
 

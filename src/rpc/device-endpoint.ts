@@ -13,17 +13,6 @@ import {
 } from "../devices/rm-msgq.js";
 import type { EndpointHandlers, MessageEndpoint } from "./transport.js";
 
-/** Atomics.waitAsync exists in Node 20 but not in the ES2022 library typings. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      index: number,
-      value: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
-
 /**
  * The main thread's side of an RM message-queue device (src/devices/rm-msgq.ts): the link an
  * RmServer serves a guest on. `send()` puts a message in the guest's RX queue and drives the
@@ -155,7 +144,7 @@ export class RmMsgqDeviceEndpoint implements MessageEndpoint {
         this.service();
         if (this.isClosed) break;
         // Returns at once ("not-equal") if the device moved after `seen` was read.
-        const r = waitAsync(this.words, MsgqWord.GUEST_SEQ, seen);
+        const r = Atomics.waitAsync(this.words, MsgqWord.GUEST_SEQ, seen);
         if (r.async) await r.value;
       }
     } finally {

@@ -19,16 +19,6 @@ import {
 
 const { RESIDENT, IN_WFI, DB_ARMED } = Residency;
 
-// ES2024 lib typing is not enabled in this project; Node 20 has it.
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      i: number,
-      v: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
 const { STATE, PENDING, REQUESTS } = ResidencyWord;
 
 function make() {
@@ -179,7 +169,7 @@ test("real threads: every injection reaches a vCPU worker halting in WFI, across
       for (;;) {
         const seen = Atomics.load(acks, 0);
         if (seen >= i) break;
-        const w = waitAsync(acks, 0, seen);
+        const w = Atomics.waitAsync(acks, 0, seen);
         if (w.async) await w.value;
       }
     }

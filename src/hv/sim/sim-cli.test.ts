@@ -3,20 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { type CliIo, main } from "../../cli/main.js";
+import { main } from "../../cli/main.js";
+import { captureIo } from "../../cli/testing/capture.js";
 import { SIM_NOTICE } from "./select.js";
 
-function capture(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out,
-    err,
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    readStdin: async () => "",
-  };
-}
+const capture = captureIo;
 
 test("run --backend sim hello: the whole RM lifecycle without KVM, and it says SIMULATED once", async () => {
   const io = capture();
