@@ -145,6 +145,7 @@ static const struct tsv_const tsv_consts[] = {
   OFF("KVM_IOEVENTFD_OFF", kvm_ioeventfd, len, len),
   OFF("KVM_IOEVENTFD_OFF", kvm_ioeventfd, fd, fd),
   OFF("KVM_IOEVENTFD_OFF", kvm_ioeventfd, flags, flags),
+  OFF("KVM_INTERRUPT_OFF", kvm_interrupt, irq, irq),
   OFF("KVM_IRQ_LEVEL_OFF", kvm_irq_level, irq, irq),
   OFF("KVM_IRQ_LEVEL_OFF", kvm_irq_level, level, level),
   OFF("KVM_PIT_CONFIG_OFF", kvm_pit_config, flags, flags),

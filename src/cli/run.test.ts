@@ -19,7 +19,7 @@ test("run: bad command lines exit 2 with one line on stderr", async () => {
     ["run", "hello", "--mem=1T"],
     ["run", "hello", "--vcpus", "3"],
     ["run", "hello", "--vcpus=one"],
-    ["run", "hello", "--irqchip", "user"],
+    ["run", "hello", "--irqchip", "pic"],
     ["run", "hello", "--reg", "rip=1"],
     ["run", "hello", "--bogus"],
     ["run", "no-such-guest"],
@@ -77,6 +77,14 @@ describe("tsvisor run on KVM", { skip }, () => {
       const io = capture();
       assert.equal(await main(["run", "exit-code", "--reg", `rdi=${code}`], io), code);
       assert.match(io.err.join(""), new RegExp(`PLATFORM_OFF code ${code}\\n$`));
+    }
+  });
+
+  test("run --irqchip user (and its alias none) runs without KVM's irqchip", async () => {
+    for (const mode of ["user", "none"]) {
+      const io = capture();
+      assert.equal(await main(["run", "two-vcpu", "--vcpus", "2", "--irqchip", mode], io), 0);
+      assert.deepEqual([...io.out.join("")].sort(), ["A", "B"]);
     }
   });
 

@@ -24,7 +24,7 @@ import { attachTerminal } from "./terminal.js";
 const usage = (message: string) => new TsvisorError("CLI_USAGE", message);
 
 const RUN_HELP = `Usage: tsvisor run IMAGE [--mem SIZE] [--vcpus N] [--cmdline TEXT] [--reg NAME=VALUE,…]
-                   [--pvh] [--irqchip kernel|none] [--json] [--trace] [--backend kvm|sim]
+                   [--pvh] [--irqchip kernel|user] [--json] [--trace] [--backend kvm|sim]
 
 Runs a guest image on KVM through the whole Resource Manager lifecycle, as the host (VMID 3)
 drives it over the RM protocol: VM_ALLOC_VMID, MEM_LEND of the guest RAM (which holds the
@@ -45,7 +45,10 @@ Options:
                       RDI points at it
   --reg NAME=VALUE,…  extra vCPU 0 registers (rax…r15), sent with VM_SET_BOOT_CONTEXT
   --pvh               start an ELF at its PVH note's 32-bit entry instead
-  --irqchip MODE      kernel (default: in-kernel PIC/IOAPIC/LAPIC and PIT) or none
+  --irqchip MODE      kernel (default: in-kernel PIC/IOAPIC/LAPIC and PIT) or user (no
+                      irqchip in KVM: HLT exits to tsvisor, which delivers interrupts itself;
+                      GSI n is vector 0x20+n on vCPU 0, no EOI; docs/user-irqchip.md).
+                      'none' is accepted as another name for user
   --json              JSON lines on stdout instead of the raw console: the VM's VM_STATUS and
                       VM_EXITED notifications, console output, and the final result
   --trace             every RM message on the host's link, decoded, on stderr
@@ -167,8 +170,8 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
     throw usage(`--vcpus must be 1 to ${VCPUS_MAX}, not '${vcpusText}'`);
   }
   const irqchipText = text("irqchip") ?? "kernel";
-  if (irqchipText !== "kernel" && irqchipText !== "none") {
-    throw usage(`--irqchip must be kernel or none, not '${irqchipText}'`);
+  if (irqchipText !== "kernel" && irqchipText !== "user" && irqchipText !== "none") {
+    throw usage(`--irqchip must be kernel or user, not '${irqchipText}'`);
   }
   let regs: ReturnType<typeof parseRegisters> = {};
   const regText = text("reg");
@@ -219,7 +222,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       regs,
       ...(cmdline !== undefined ? { cmdline } : {}),
       ...(flags.has("pvh") ? { elfEntry: "pvh" as const } : {}),
-      irqchip: irqchipText === "kernel",
+      irqchip: irqchipText === "kernel" ? "kernel" : "user",
       signal: interrupted.signal,
       ...(consoleInput ? { consoleInput } : {}),
       console: json

@@ -54,6 +54,9 @@ export const ERROR_CODES = {
   CHECK_TOKEN: "the schedule token is malformed or does not fit the program",
   // hv/sim: the simulated backend
   SIM_PROGRAM: "a simulated guest program is malformed, unknown or failed",
+  // vcpu/: the user irqchip
+  IRQ_ROUTE: "an interrupt route names a GSI, vector or vCPU outside the user irqchip's model",
+  IRQ_UNSUPPORTED: "the backend cannot deliver interrupts from userspace or kick from this thread",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,6 +3,7 @@ import { DeviceBus } from "./bus.js";
 import { ByteRing } from "./byte-ring.js";
 import { DEBUG_EXIT_PORT, DEBUG_EXIT_PORTS, DebugExit } from "./debug-exit.js";
 import { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
+import { Mailbox } from "./mailbox.js";
 import { RM_MSGQ_MMIO_BASE, RM_MSGQ_MMIO_SIZE, RmMsgqDevice } from "./rm-msgq.js";
 import { COM1_BASE, UART_PORTS, Uart16550 } from "./uart16550.js";
 
@@ -28,7 +29,9 @@ export type DeviceSpec =
       readonly shared: SharedArrayBuffer;
       /** Guest-physical base of the 4 KiB register page; default RM_MSGQ_MMIO_BASE. */
       readonly base?: number;
-    };
+    }
+  /** 32-bit registers in a SharedArrayBuffer (createMailbox()) at port base + 4i. */
+  | { readonly kind: "mailbox"; readonly shared: SharedArrayBuffer; readonly base: number };
 
 /** The usual pair: COM1 writing into `console` and the debug-exit port. */
 export function standardDevices(console: SharedArrayBuffer): DeviceSpec[] {
@@ -65,6 +68,11 @@ export function buildBus(specs: readonly DeviceSpec[], log?: (message: string) =
           new RmMsgqDevice(spec.shared),
         );
         break;
+      case "mailbox": {
+        const mailbox = new Mailbox(spec.shared);
+        bus.addPio(spec.base, mailbox.ports, mailbox);
+        break;
+      }
       default:
         unreachable(spec, "device kind");
     }

@@ -152,9 +152,39 @@ export interface Vcpu {
    * starts waiting for INIT/SIPI and run() would block; backends without one may omit this.
    */
   setRunnable?(): void;
+  /*
+   * Userspace interrupt delivery, for VMs without an in-kernel irqchip (the user irqchip of
+   * src/vcpu/user-irqchip.ts). Backends that cannot deliver interrupts from userspace omit
+   * all four. The two queries describe the guest as of the last run().
+   */
+  /** The guest can take an external interrupt now: IF set, no interrupt shadow, none queued. */
+  interruptReady?(): boolean;
+  /** The guest's RFLAGS.IF. */
+  interruptFlag?(): boolean;
+  /**
+   * Queues external interrupt `vector` for the next entry. Only valid while interruptReady()
+   * (the hardware injects a queued interrupt whatever the guest's IF then is).
+   */
+  injectInterrupt?(vector: number): void;
+  /** Whether run() should return `irq-window` as soon as the guest can take an interrupt. */
+  requestInterruptWindow?(on: boolean): void;
   /** Releases this thread's side of the vCPU. Idempotent. */
   close(): void;
 }
+
+/**
+ * Forces one vCPU out of run() from a thread that is neither the owner nor the vCPU's own
+ * (an injector: another worker raising an interrupt). Opened on that thread with the
+ * `openKicker(transfer)` the backend module (VcpuTransfer.module) may export.
+ */
+export interface VcpuKicker {
+  /** Like VcpuHandle.kick(). */
+  kick(): void;
+  /** Releases this thread's resources for the kicks. Idempotent. */
+  close(): void;
+}
+
+export type OpenKicker = (transfer: VcpuTransfer) => VcpuKicker;
 
 /** Why run() returned. Deliberately narrow: backends fold anything else into "unknown". */
 export type VcpuExit =
@@ -191,6 +221,8 @@ export type VcpuExit =
   | { readonly kind: "fail-entry"; readonly reason: bigint; readonly cpu: number }
   /** run() was interrupted: a kick, or a signal. */
   | { readonly kind: "intr" }
+  /** The guest can take an interrupt now (after requestInterruptWindow(true)). */
+  | { readonly kind: "irq-window" }
   | { readonly kind: "unknown"; readonly reason: number };
 
 export type VcpuExitKind = VcpuExit["kind"];

@@ -96,6 +96,8 @@ test("hlt halts, intr interrupts, and every fatal exit stops with a matching rea
   const bus = busWith([]);
   assert.deepEqual(handleExit({ kind: "hlt" }, bus), { kind: "halt" });
   assert.deepEqual(handleExit({ kind: "intr" }, bus), { kind: "interrupted" });
+  // The user-irqchip loop injects at its next entry; nothing else to do.
+  assert.deepEqual(handleExit({ kind: "irq-window" }, bus), { kind: "continue" });
   assert.deepEqual(handleExit({ kind: "shutdown" }, bus), {
     kind: "stop",
     reason: { kind: "shutdown" },

@@ -48,6 +48,9 @@ export function handleExit(exit: VcpuExit, bus: DeviceBus): ExitAction {
       return { kind: "halt" };
     case "intr":
       return { kind: "interrupted" };
+    case "irq-window":
+      // Only the user-irqchip loop asks for it; it injects at the top of its next iteration.
+      return CONTINUE;
     case "shutdown":
       return { kind: "stop", reason: { kind: "shutdown" } };
     case "internal-error": {

@@ -4,6 +4,7 @@ import type { Vcpu } from "../hv/types.js";
 import type { VcpuControl } from "./control.js";
 import { VcpuState } from "./control.js";
 import { handleExit, type StopReason } from "./exit-handler.js";
+import { runUserIrqchip, type UserIrqStats, type UserIrqVcpu } from "./user-loop.js";
 
 export interface RunStats {
   exits: number;
@@ -11,6 +12,8 @@ export interface RunStats {
   mmio: number;
   halts: number;
   kicks: number;
+  /** Only under the user irqchip. */
+  irq?: UserIrqStats;
 }
 
 export interface RunContext {
@@ -18,6 +21,8 @@ export interface RunContext {
   readonly bus: DeviceBus;
   readonly control: VcpuControl;
   readonly stats: RunStats;
+  /** The user irqchip (VMs without the in-kernel one): its loop replaces running/halted. */
+  readonly irq?: UserIrqVcpu;
 }
 
 export function newStats(): RunStats {
@@ -77,6 +82,7 @@ export function halted(ctx: RunContext): Step {
 export function runVcpu(ctx: RunContext): StopReason {
   let state: "running" | "halted" = "running";
   try {
+    if (ctx.irq) return runUserIrqchip(ctx, ctx.irq);
     for (;;) {
       const step: Step = state === "running" ? running(ctx) : halted(ctx);
       if (step.next === "done") return step.reason;

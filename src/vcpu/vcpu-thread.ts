@@ -2,9 +2,11 @@ import { Worker } from "node:worker_threads";
 import type { UnclaimedCounts } from "../devices/bus.js";
 import type { DeviceSpec } from "../devices/specs.js";
 import type { VcpuHandle, VcpuTransfer, X86BootState } from "../hv/types.js";
-import { VcpuControl, VcpuState } from "./control.js";
+import { VcpuControl, VcpuState, type VcpuStateValue } from "./control.js";
 import type { StopReason } from "./exit-handler.js";
+import { VcpuRequest, VcpuResidency } from "./residency.js";
 import type { RunStats } from "./run-loop.js";
+import type { UserIrqVcpuConfig } from "./user-irqchip.js";
 
 /** One vCPU run, as sent to a vCPU thread. */
 export interface VcpuJob {
@@ -12,6 +14,7 @@ export interface VcpuJob {
   readonly control: SharedArrayBuffer;
   readonly devices: readonly DeviceSpec[];
   readonly boot?: X86BootState;
+  readonly irq?: UserIrqVcpuConfig;
 }
 
 /** workerData of a vCPU thread: its one job, or none for a pooled thread. */
@@ -43,6 +46,11 @@ export interface VcpuThreadOptions {
   readonly onLog?: (message: string) => void;
   /** Run on a reusable thread from this pool instead of a new one. */
   readonly pool?: VcpuThreadPool;
+  /**
+   * Run under the user irqchip (UserIrqchip.vcpuConfig): HLT sleeps in the residency's WFI
+   * path, interrupts are injected from userspace. For VMs without the in-kernel irqchip.
+   */
+  readonly irq?: UserIrqVcpuConfig;
 }
 
 const WORKER_URL = new URL("./worker.js", import.meta.url);
@@ -94,6 +102,9 @@ export class VcpuThreadPool {
 export class VcpuThread {
   readonly result: Promise<VcpuResult>;
   private readonly control: VcpuControl;
+  /** The user irqchip's words for this vCPU, seen from the owning thread. */
+  readonly residency: VcpuResidency | undefined;
+  private readonly worker: Worker;
   private finished = false;
 
   private constructor(
@@ -102,17 +113,22 @@ export class VcpuThread {
   ) {
     const control = VcpuControl.allocate();
     this.control = new VcpuControl(control);
+    this.residency = options.irq
+      ? new VcpuResidency(options.irq.residency, () => handle.kick())
+      : undefined;
     const job: VcpuJob = {
       transfer: handle.transfer,
       control,
       devices: options.devices,
       ...(options.boot ? { boot: options.boot } : {}),
+      ...(options.irq ? { irq: options.irq } : {}),
     };
     const onLog = options.onLog ?? (() => {});
     const pool = options.pool;
     const worker = pool
       ? pool.take()
       : new Worker(WORKER_URL, { workerData: { job } satisfies WorkerStart });
+    this.worker = worker;
     const failed = (message: string): VcpuResult => ({
       index: handle.index,
       reason: { kind: "error", code: "VCPU_WORKER", message },
@@ -175,6 +191,15 @@ export class VcpuThread {
     return this.handle.index;
   }
 
+  /**
+   * What the vCPU thread last published: RUNNING (in or around the guest; also a halt inside
+   * KVM with the in-kernel irqchip), HALTED (asleep in userspace: a user-mode halt, WFI or a
+   * pause), EXITED.
+   */
+  get state(): VcpuStateValue {
+    return this.control.state;
+  }
+
   /** Whether the run has ended and the thread has let go of the vCPU. */
   get done(): boolean {
     return this.finished;
@@ -184,6 +209,9 @@ export class VcpuThread {
   stop(): void {
     if (this.finished) return;
     this.control.requestStop();
+    // Under the user irqchip the vCPU may sleep in WFI or a pause, outside KVM_RUN: the
+    // sticky STOP request rings or wakes it there.
+    this.residency?.request(VcpuRequest.STOP);
     this.handle.kick();
   }
 
@@ -203,6 +231,18 @@ export class VcpuThread {
       if (left <= 0) return false;
       this.control.waitWhile(VcpuState.RUNNING, left);
     }
+  }
+
+  /**
+   * Last resort for a vCPU that does not end after stop() — only a bug does that, such as a
+   * lost wake-up that swallowed the STOP too: ends its thread outright, so a failing test
+   * still ends. `result` then reports a VCPU_WORKER error. The thread's own kvm_run mapping
+   * is never unmapped, so the VM's kernel object lives until the process ends; a thread
+   * inside KVM_RUN ends only when that run returns.
+   */
+  async terminate(): Promise<void> {
+    if (this.finished) return;
+    await this.worker.terminate();
   }
 
   /** Ends a userspace halt (VMs without the in-kernel irqchip). */

@@ -15,6 +15,7 @@ import { applyBootState, type OpenVcpu, type Vcpu } from "../hv/types.js";
 import { VcpuControl } from "./control.js";
 import type { StopReason } from "./exit-handler.js";
 import { errorReason, newStats, runVcpu } from "./run-loop.js";
+import { openUserIrqVcpu } from "./user-loop.js";
 import type { MainMessage, VcpuJob, WorkerMessage, WorkerStart } from "./vcpu-thread.js";
 
 const port = parentPort;
@@ -43,7 +44,8 @@ async function runJob(job: VcpuJob): Promise<void> {
     vcpu = (await openBackend(job.transfer.module))(job.transfer);
     if (job.boot) applyBootState(vcpu, job.boot);
     const bus = buildBus(job.devices, (message) => post({ type: "log", message }));
-    reason = runVcpu({ vcpu, bus, control, stats });
+    const irq = job.irq ? openUserIrqVcpu(job.irq, job.transfer.index) : undefined;
+    reason = runVcpu({ vcpu, bus, control, stats, ...(irq ? { irq } : {}) });
     unclaimed = { ...bus.unclaimed };
   } catch (e) {
     reason = errorReason(e);

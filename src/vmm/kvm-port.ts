@@ -24,7 +24,14 @@ import type {
 import { RmMsgqDeviceEndpoint } from "../rpc/device-endpoint.js";
 import type { MessageEndpoint } from "../rpc/transport.js";
 import type { StopReason } from "../vcpu/exit-handler.js";
+import {
+  doorbellNotifier,
+  type IrqchipMode,
+  irqchipMode,
+  UserIrqchip,
+} from "../vcpu/user-irqchip.js";
 import { type VcpuResult, VcpuThread, VcpuThreadPool } from "../vcpu/vcpu-thread.js";
+import { USER_GSIS } from "../vcpu/vector-model.js";
 import { type ExitMapping, exitForStop } from "./exits.js";
 import type { HostMemory } from "./host-memory.js";
 
@@ -45,8 +52,11 @@ export interface VmPlan {
    * Default: the backend's reset state.
    */
   readonly boot?: X86BootState;
-  /** In-kernel PIC/IOAPIC/LAPIC and PIT. Default true. */
-  readonly irqchip?: boolean;
+  /**
+   * "kernel" (or true, the default): KVM's PIC/IOAPIC/LAPIC and PIT. "user" (or false): none
+   * in KVM; the user irqchip delivers interrupts from userspace (docs/user-irqchip.md).
+   */
+  readonly irqchip?: boolean | IrqchipMode;
   /** COM1 output, in order per vCPU. Default: dropped. */
   readonly console?: (bytes: Uint8Array) => void;
   /**
@@ -120,7 +130,9 @@ interface PortVm {
   /** BELL_RX: the guest rings, the host's notifier counts. */
   readonly bellRx: Map<number, Notifier>;
   first: VmStop | undefined;
+  /** The in-kernel irqchip; without it `userIrq` exists once the vCPUs do. */
   readonly irqchip: boolean;
+  userIrq: UserIrqchip | undefined;
   /** Set by destroyVm: nothing may touch the backend VM from then on but the teardown. */
   destroyed: boolean;
   endpoint: RmMsgqDeviceEndpoint | undefined;
@@ -167,6 +179,14 @@ export class KvmHypervisorPort implements HypervisorPort {
   /** The notifier that raises doorbell `label`'s GSI in VM `vmid` (BELL_TX), while it runs. */
   doorbell(vmid: number, label: number): Notifier | undefined {
     return this.vms.get(vmid)?.bellTx.get(label);
+  }
+
+  /**
+   * VM `vmid`'s user irqchip (VMs without the in-kernel one), once its vCPUs exist: raise
+   * GSIs, reconfigure routes, pause and resume vCPUs.
+   */
+  userIrqchip(vmid: number): UserIrqchip | undefined {
+    return this.vms.get(vmid)?.userIrq;
   }
 
   /** The notifier guest rings of doorbell-source `label` signal (BELL_RX), while it runs. */
@@ -216,10 +236,12 @@ export class KvmHypervisorPort implements HypervisorPort {
       );
       return RmError.NORESOURCE;
     }
-    const irqchip = plan.irqchip ?? true;
+    const irqchip = irqchipMode(plan.irqchip) === "kernel";
     for (const d of config.vdevices) {
-      if (d.kind === "doorbell" && !irqchip) {
-        this.log(`VM ${vmid}: doorbell ${d.name} needs the in-kernel irqchip`);
+      if (d.kind === "doorbell" && !irqchip && d.interrupt >= USER_GSIS) {
+        this.log(
+          `VM ${vmid}: doorbell ${d.name}'s GSI ${d.interrupt} is beyond the user irqchip's`,
+        );
         return RmError.ARGUMENT_INVALID;
       }
       if (d.kind === "doorbell-source" && d.label > BELL_RX_MAX_LABEL) {
@@ -249,6 +271,7 @@ export class KvmHypervisorPort implements HypervisorPort {
       bellRx: new Map(),
       first: undefined,
       irqchip,
+      userIrq: undefined,
       destroyed: false,
       endpoint: undefined,
       session: undefined,
@@ -322,6 +345,7 @@ export class KvmHypervisorPort implements HypervisorPort {
       // vCPUs and irq bindings create the in-kernel irqchip, so they come after the
       // parcels are mapped (slot changes are cheap only before it exists).
       for (let i = 0; i < rec.config.vcpus.count; i++) rec.handles.push(rec.vm.createVcpu(i));
+      if (!rec.irqchip) rec.userIrq = UserIrqchip.create(rec.handles);
       this.bindDoorbells(rec);
     } catch (e) {
       this.releaseBindings(rec);
@@ -351,6 +375,7 @@ export class KvmHypervisorPort implements HypervisorPort {
         boot: i === 0 ? { ...base, regs: regs0 } : secondaryBoot(base, regs0, i),
         pool: this.pool,
         ...(rec.plan.onLog ? { onLog: rec.plan.onLog } : {}),
+        ...(rec.userIrq ? { irq: rec.userIrq.vcpuConfig(i) } : {}),
       });
       rec.threads.push(thread);
       const sink = rec.plan.console;
@@ -444,7 +469,13 @@ export class KvmHypervisorPort implements HypervisorPort {
   private openGuestLink(rec: PortVm): SharedArrayBuffer {
     const shared = createRmMsgqShared();
     const raise = (level: boolean) => {
-      if (!rec.irqchip || rec.destroyed) return;
+      if (rec.destroyed) return;
+      if (!rec.irqchip) {
+        // The user irqchip has edges only: the rising edge raises GSI 10, and the guest's
+        // handler pops until RX is empty (docs/devices.md), so no message is left unseen.
+        if (level) rec.userIrq?.raise(RM_MSGQ_GSI);
+        return;
+      }
       try {
         rec.vm.setIrqLine(RM_MSGQ_GSI, level);
       } catch (e) {
@@ -466,7 +497,10 @@ export class KvmHypervisorPort implements HypervisorPort {
 
   private bindDoorbells(rec: PortVm): void {
     for (const d of rec.config.vdevices) {
-      if (d.kind === "doorbell") {
+      if (d.kind === "doorbell" && rec.userIrq) {
+        // No irqfd without the in-kernel irqchip: the notifier raises the GSI itself.
+        rec.bellTx.set(d.label, doorbellNotifier(rec.userIrq, d.interrupt));
+      } else if (d.kind === "doorbell") {
         const n = this.hv.createNotifier();
         rec.bellTx.set(d.label, n);
         rec.bindings.push(rec.vm.irqfd(d.interrupt, n));

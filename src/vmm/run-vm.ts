@@ -1,6 +1,7 @@
 import { TsvisorError } from "../core/errors.js";
 import type { LoadedImage } from "../loader/image.js";
 import type { RmClient, VmExitedNotification, VmStatusNotification } from "../rpc/client.js";
+import type { IrqchipMode } from "../vcpu/user-irqchip.js";
 import type { VcpuResult } from "../vcpu/vcpu-thread.js";
 import { type BuildSpec, buildVm } from "./builder.js";
 import { describeExit, type ExitMapping, processStatus } from "./exits.js";
@@ -21,8 +22,8 @@ import type { RmStack } from "./rm-stack.js";
  */
 
 export interface RunVmOptions extends BuildSpec {
-  /** In-kernel irqchip; default true. */
-  readonly irqchip?: boolean;
+  /** Where the interrupt controllers live (VmPlan.irqchip); default the kernel. */
+  readonly irqchip?: boolean | IrqchipMode;
   /** COM1 output as it arrives. */
   readonly console?: (bytes: Uint8Array) => void;
   /** A ByteRing the caller writes COM1 input into (see VmPlan.consoleInput). */

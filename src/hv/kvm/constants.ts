@@ -55,6 +55,10 @@ export const KVM_FLAG = {
   MP_STATE_RUNNABLE: 0,
 } as const;
 
+export const KVM_INTERRUPT_OFF = {
+  irq: 0,
+} as const;
+
 export const KVM_IOCTL = {
   GET_API_VERSION: 0xae00,
   CREATE_VM: 0xae01,

@@ -97,11 +97,12 @@ test("decodeRunExit() decodes an MMIO read with len bytes of data", () => {
   );
 });
 
-test("decodeRunExit() maps hlt, shutdown and unknown reasons", () => {
+test("decodeRunExit() maps hlt, shutdown, the interrupt window and unknown reasons", () => {
   for (const [reason, kind] of [
     [KVM_EXIT.HLT, "hlt"],
     [KVM_EXIT.SHUTDOWN, "shutdown"],
     [KVM_EXIT.INTR, "intr"],
+    [KVM_EXIT.IRQ_WINDOW_OPEN, "irq-window"],
   ] as const) {
     const { page: p, view } = page(reason);
     assert.deepEqual(decodeRunExit(0, p, view), { kind });

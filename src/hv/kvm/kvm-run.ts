@@ -50,6 +50,8 @@ export function decodeRunExit(rc: number, page: Uint8Array, view: DataView): Vcp
       return { kind: "shutdown" };
     case KVM_EXIT.INTR:
       return { kind: "intr" };
+    case KVM_EXIT.IRQ_WINDOW_OPEN:
+      return { kind: "irq-window" };
     case KVM_EXIT.FAIL_ENTRY:
       return {
         kind: "fail-entry",
