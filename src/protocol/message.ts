@@ -117,7 +117,9 @@ interface Partial {
   msgId: number;
   numFragments: number;
   received: number;
-  chunks: Uint8Array[];
+  /** Sized for the whole message at its first fragment ((count + 1) × 232), filled in place. */
+  body: Uint8Array;
+  length: number;
 }
 
 /**
@@ -182,7 +184,8 @@ export class Reassembler {
         }
         return events;
       }
-      a.chunks.push(data.slice());
+      a.body.set(data, a.length);
+      a.length += data.length;
       a.received++;
       if (a.received === a.numFragments) this.complete(events);
       else events.push({ kind: "partial" });
@@ -208,8 +211,10 @@ export class Reassembler {
       msgId: h.msgId,
       numFragments: h.numFragments,
       received: 0,
-      chunks: [data.slice()],
+      body: new Uint8Array((h.numFragments + 1) * FRAGMENT_PAYLOAD),
+      length: data.length,
     };
+    this.active.body.set(data);
     if (h.numFragments === 0) this.complete(events);
     else events.push({ kind: "partial" });
     return events;
@@ -224,14 +229,8 @@ export class Reassembler {
     const a = this.active;
     this.active = undefined;
     if (!a) return;
-    let n = 0;
-    for (const c of a.chunks) n += c.length;
-    const body = new Uint8Array(n);
-    let at = 0;
-    for (const c of a.chunks) {
-      body.set(c, at);
-      at += c.length;
-    }
+    // A view, not a copy: the buffer belongs to this message alone from here on.
+    const body = a.body.subarray(0, a.length);
     switch (a.type) {
       case MsgType.REQUEST:
       case MsgType.NOTIFICATION:
