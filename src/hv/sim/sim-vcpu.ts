@@ -7,15 +7,22 @@
  * | --- | --- | --- |
  * | out / in | an out matching an ioeventfd (signals it) | `io`, one access; `in` resumes with the bytes the host filled in |
  * | store / load | RAM (writable for stores) | `mmio` (1–8 bytes) anywhere else, read-only RAM for stores; an MMIO store matching an ioeventfd signals it instead |
- * | hlt | with the irqchip: sleeps until an unmasked interrupt (sti) or for ever (cli) | `hlt` without the irqchip |
+ * | hlt | with the irqchip: sleeps until an unmasked interrupt (sti) or for ever (cli) | `hlt` without the irqchip (`irq-window` instead when the window is requested at a sti; hlt) |
  * | spin | sleeps until its condition holds (or for ever) | — |
  * | fault | — | `shutdown`, `internal-error`, `fail-entry`, `unknown`, and again on every later run() |
  *
  * A kick makes run() return `intr` at the next operation, at once if the vCPU sleeps, and
  * on every run() until clearKick(), like KVM's immediate_exit. An operation interrupted by a
  * kick (a halt, a spin) continues on the next run().
+ *
+ * Without the irqchip the vCPU also takes interrupts from userspace (the user irqchip,
+ * src/vcpu/user-loop.ts): a program can take one only where it waits in `sti; hlt`, so that is
+ * when interruptReady() holds; injectInterrupt() queues one vector (a second replaces it), and
+ * the next run() resumes the halt with GSI = vector − 0x20, as the guest's handler for that
+ * vector would run (docs/sim.md, "The user irqchip").
  */
 import { isTsvisorError, TsvisorError } from "../../core/errors.js";
+import { USER_VECTOR_BASE } from "../../vcpu/vector-model.js";
 import type { Vcpu, VcpuExit, VcpuTransfer, X86Regs, X86Segment, X86Sregs } from "../types.js";
 import { Board, MAX_GSI } from "./board.js";
 import { SIM_GUESTS } from "./guests/index.js";
@@ -38,6 +45,10 @@ const SPIN_RECHECK_MS = 5;
 /** Bytes of "instruction" an emulation failure reports, as KVM does. */
 const INSN_BYTES = 15;
 const INTR: VcpuExit = { kind: "intr" };
+const HLT: VcpuExit = { kind: "hlt" };
+const IRQ_WINDOW: VcpuExit = { kind: "irq-window" };
+/** RFLAGS.IF. */
+const IF = 1n << 9n;
 
 export function openVcpu(transfer: VcpuTransfer): Vcpu {
   if (!isSimVcpuTransfer(transfer)) {
@@ -102,6 +113,14 @@ export class SimVcpu implements Vcpu {
   private fault: FaultExit | undefined;
   private stepCount = 0;
   private closed = false;
+  // The user irqchip (no in-kernel irqchip only).
+  /** The program waits in `sti; hlt` for the host: the one place it can take an interrupt. */
+  private atHlt = false;
+  /** That halt has been returned as a `hlt` exit (else it was an `irq-window` exit so far). */
+  private hltReported = false;
+  /** The vector injectInterrupt() queued for the next entry. */
+  private queued: number | undefined;
+  private window = false;
 
   constructor(t: SimVcpuTransfer) {
     this.index = t.index;
@@ -145,6 +164,10 @@ export class SimVcpu implements Vcpu {
       this.pending = undefined;
       this.resume = p.kind === "in" ? readLe(p.data) : p.data.slice();
     }
+    if (this.atHlt) {
+      const exit = this.enterHalted();
+      if (exit) return exit;
+    }
     for (;;) {
       if (this.blocking) {
         if (!this.sleep(this.blocking)) return INTR;
@@ -186,6 +209,44 @@ export class SimVcpu implements Vcpu {
   setRunnable(): void {
     this.assertOpen();
     this.runnable = true;
+  }
+
+  // ---- the user irqchip (VMs without the in-kernel one)
+
+  interruptReady(): boolean {
+    this.assertOpen();
+    return !this.irqchip && this.atHlt && this.interruptFlag() && this.queued === undefined;
+  }
+
+  interruptFlag(): boolean {
+    this.assertOpen();
+    return (this.regs.rflags & IF) !== 0n;
+  }
+
+  injectInterrupt(vector: number): void {
+    this.assertOpen();
+    if (!Number.isInteger(vector) || vector < USER_VECTOR_BASE || vector > 0xff) {
+      // Vectors below 0x20 are exceptions, which a sim program has no handlers for.
+      throw new TsvisorError("HV_SYSCALL", `interrupt vector ${vector} is not 0x20..0xff`);
+    }
+    if (this.irqchip) {
+      // KVM_INTERRUPT fails (ENXIO) when the in-kernel irqchip delivers interrupts.
+      throw new TsvisorError("HV_SYSCALL", "injecting an interrupt needs a VM without the irqchip");
+    }
+    if (!this.atHlt) {
+      // KVM would inject whatever the guest does; a program only has a place to take one at
+      // sti; hlt, and the loop injects only while interruptReady(), which implies it.
+      throw new TsvisorError(
+        "VCPU_STATE",
+        `simulated vCPU ${this.index} is not halted with interrupts on: no interrupt can be taken`,
+      );
+    }
+    this.queued = vector;
+  }
+
+  requestInterruptWindow(on: boolean): void {
+    this.assertOpen();
+    this.window = on;
   }
 
   close(): void {
@@ -311,7 +372,14 @@ export class SimVcpu implements Vcpu {
         return { kind: "mmio", write: false, addr: op.addr, data };
       }
       case "hlt":
-        if (!this.irqchip) return { kind: "hlt" };
+        if (!this.irqchip) {
+          this.setInterruptFlag(op.interrupts);
+          if (!op.interrupts) return HLT;
+          this.atHlt = true;
+          // sti; hlt makes the guest interruptible: the window opens here, before HLT exits.
+          this.hltReported = !this.window;
+          return this.window ? IRQ_WINDOW : HLT;
+        }
         this.blocking = op;
         return undefined;
       case "spin":
@@ -333,6 +401,32 @@ export class SimVcpu implements Vcpu {
       default:
         throw new TsvisorError("SIM_PROGRAM", `'${this.name}' yielded an unknown operation`);
     }
+  }
+
+  /**
+   * run() on a program waiting in `sti; hlt` without the irqchip: a queued interrupt resumes
+   * the halt as its handler (GSI = vector − 0x20; the interrupt gate clears IF), an open
+   * window requested is an `irq-window` exit, a halt only reported as a window so far is the
+   * `hlt` exit now, and otherwise the host woke the halt (it resumes with undefined).
+   */
+  private enterHalted(): VcpuExit | undefined {
+    if (this.queued !== undefined) {
+      this.resume = this.queued - USER_VECTOR_BASE;
+      this.queued = undefined;
+      this.setInterruptFlag(false);
+    } else if (this.window && this.interruptFlag()) {
+      return IRQ_WINDOW;
+    } else if (!this.hltReported) {
+      this.hltReported = true;
+      return HLT;
+    }
+    this.atHlt = false;
+    this.hltReported = false;
+    return undefined;
+  }
+
+  private setInterruptFlag(on: boolean): void {
+    this.regs.rflags = on ? this.regs.rflags | IF : this.regs.rflags & ~IF;
   }
 
   /**
