@@ -11,6 +11,8 @@
  * threads.
  */
 
+import { X86_GPR_NAMES } from "../protocol/enums.js";
+
 export interface Hypervisor {
   /** Backend name ("kvm", "sim"). */
   readonly kind: string;
@@ -249,22 +251,7 @@ export interface X86Regs {
 }
 
 export const X86_REG_NAMES = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
+  ...X86_GPR_NAMES,
   "rip",
   "rflags",
 ] as const satisfies readonly (keyof X86Regs)[];

@@ -18,7 +18,7 @@
  * program halts the vCPU for good with interrupts off, as `cli; hlt` would.
  */
 import { TsvisorError } from "../../core/errors.js";
-import type { VcpuExit, X86Regs } from "../types.js";
+import { type VcpuExit, X86_REG_NAMES, type X86Regs } from "../types.js";
 
 export const COM1 = 0x3f8;
 export const COM1_LSR = COM1 + 5;
@@ -236,26 +236,7 @@ const bad = (why: string): never => {
   throw new TsvisorError("SIM_PROGRAM", `bad sim script: ${why}`);
 };
 
-const REG_NAMES = new Set([
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-]);
+const REG_NAMES = new Set<string>(X86_REG_NAMES);
 
 function isUint(v: unknown, max: number): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= max;

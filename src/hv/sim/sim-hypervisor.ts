@@ -11,6 +11,7 @@
  * the hv contract suite cannot tell the backends apart except through `kind`.
  */
 import { InvariantError, TsvisorError } from "../../core/errors.js";
+import { checkRegion } from "../regions.js";
 import type {
   Binding,
   GuestMemory,
@@ -243,31 +244,7 @@ export class SimVm implements Vm {
         "the memory block is not open memory of this simulated hypervisor",
       );
     }
-    const offset = spec.offset ?? 0;
-    const size = spec.size ?? memory.size - offset;
-    const gpa = spec.gpa;
-    for (const [what, v] of [
-      ["gpa", gpa],
-      ["offset", offset],
-      ["size", size],
-    ] as const) {
-      if (!Number.isSafeInteger(v) || v < 0 || v % PAGE !== 0) {
-        throw new TsvisorError("HV_MEMORY", `region ${what} ${v} is not a multiple of 4 KiB`);
-      }
-    }
-    if (size === 0 || offset + size > memory.size) {
-      throw new TsvisorError(
-        "HV_MEMORY",
-        `region of ${size} bytes at offset ${offset} exceeds the block`,
-      );
-    }
-    const clash = this.regionList.find((r) => gpa < r.gpa + r.size && r.gpa < gpa + size);
-    if (clash) {
-      throw new TsvisorError(
-        "HV_MEMORY",
-        `region 0x${gpa.toString(16)}+0x${size.toString(16)} overlaps the one at 0x${clash.gpa.toString(16)}`,
-      );
-    }
+    const { gpa, offset, size } = checkRegion(spec, memory.size, this.regionList);
     const used = new Set(this.regionList.map((r) => r.slot));
     let slot = 0;
     while (used.has(slot)) slot++;
