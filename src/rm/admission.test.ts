@@ -16,7 +16,7 @@ import {
 import { Harness } from "./testing/harness.js";
 
 /*
- * The reference (rm-protocol.md §3.2, §3.3, §4.2, plus the brief's tsvisor choices), retyped
+ * The reference (rm-protocol.md §3.2, §3.3, §4.2, plus tsvisor's documented choices in docs/rm.md), retyped
  * here by hand as text so that a slip in lifecycle.ts cannot be copied into its own test.
  *
  * caller: who may call at all (HLOS = only VMID 3; GUEST = anyone but 3; NOT0 = anyone but 0).
