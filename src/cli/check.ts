@@ -153,7 +153,8 @@ interface Progressor {
 
 /** Progress on stderr: a rewritten line on a terminal, else (with --progress) ~1 line/s. */
 function progressor(io: CliIo, mode: "tty" | "lines" | "off"): Progressor {
-  let lastAt = 0;
+  // The first report always shows, however soon after the process started it comes.
+  let lastAt = Number.NEGATIVE_INFINITY;
   let shown = false;
   return {
     update(scenario, p) {
