@@ -19,6 +19,7 @@ import { RmClient } from "../rpc/client.js";
 import { RmMsgqDeviceEndpoint } from "../rpc/device-endpoint.js";
 import { createMsgqLink } from "../rpc/msgq.js";
 import { RmServer } from "../rpc/server.js";
+import { settledCount } from "../testing/settle.js";
 import { runGuest } from "../vcpu/harness.js";
 import { type VcpuResult, VcpuThread, VcpuThreadPool } from "../vcpu/vcpu-thread.js";
 import { ByteRing, pumpRing } from "./byte-ring.js";
@@ -58,7 +59,11 @@ describe("device and interrupt guests on KVM", { skip }, () => {
     await pool.close();
     hv.close();
     assert.equal(count("/proc/self/fd"), fds, "every fd is closed again");
-    assert.equal(count("/proc/self/task"), threads, "every vCPU thread has ended");
+    assert.equal(
+      await settledCount("/proc/self/task", threads),
+      threads,
+      "every vCPU thread has ended",
+    );
   });
 
   /** A VM with 2 MiB of RAM at 0 and `name` loaded; everything is released afterwards. */

@@ -12,6 +12,7 @@ import { readdirSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
 import { guestImage } from "../loader/guest-builder.js";
+import { settledCount } from "../testing/settle.js";
 import { Residency } from "./residency.js";
 import {
   type RingerReport,
@@ -72,7 +73,7 @@ describe("doorbell stress on KVM", { skip }, () => {
     await pool.close();
     hv.close();
     assert.equal(count("/proc/self/fd"), fds, "every fd is closed again");
-    assert.equal(count("/proc/self/task"), threads, "every thread has ended");
+    assert.equal(await settledCount("/proc/self/task", threads), threads, "every thread has ended");
   });
 
   test("user irqchip: 100,000 rings with reconfigurations and pause/resume, none lost", async () => {

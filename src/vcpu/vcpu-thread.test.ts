@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
 import type { VcpuHandle } from "../hv/types.js";
 import { guestImage } from "../loader/guest-builder.js";
+import { settledCount } from "../testing/settle.js";
 import { runGuest } from "./harness.js";
 import { VcpuThread, VcpuThreadPool } from "./vcpu-thread.js";
 
@@ -47,10 +48,14 @@ describe("guests on KVM through vCPU threads", { skip }, () => {
     hv = KvmHypervisor.open();
   });
 
-  after(() => {
+  after(async () => {
     hv.close();
     assert.equal(count("/proc/self/fd"), fds, "every fd is closed again");
-    assert.equal(count("/proc/self/task"), threads, "every vCPU thread has ended");
+    assert.equal(
+      await settledCount("/proc/self/task", threads),
+      threads,
+      "every vCPU thread has ended",
+    );
   });
 
   test("hello prints Hello through the UART and powers off with code 0", async () => {

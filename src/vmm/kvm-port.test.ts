@@ -8,6 +8,7 @@ import type { Hypervisor } from "../hv/types.js";
 import { ExitType, ResourceType, VmStatus } from "../protocol/enums.js";
 import { RmError } from "../protocol/rm-error.js";
 import type { RmClient } from "../rpc/client.js";
+import { settledCount } from "../testing/settle.js";
 import { FaultCode } from "./exits.js";
 import type { StartedVm } from "./host-flow.js";
 import { createRmStack, type RmStack } from "./rm-stack.js";
@@ -52,7 +53,11 @@ const suite = (backend: TestBackend) => {
     await stack.close();
     hv.close();
     assert.equal(count("/proc/self/fd"), fds, "every fd is closed again");
-    assert.equal(count("/proc/self/task"), threads, "every vCPU thread has ended");
+    assert.equal(
+      await settledCount("/proc/self/task", threads),
+      threads,
+      "every vCPU thread has ended",
+    );
   });
 
   /** Runs a guest through the RM and collects its console and notifications. */

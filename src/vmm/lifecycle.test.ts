@@ -3,6 +3,7 @@ import { readdirSync } from "node:fs";
 import { test } from "node:test";
 import { type TestBackend, testBackends } from "../hv/sim/select.js";
 import { ExitType } from "../protocol/enums.js";
+import { settledCount } from "../testing/settle.js";
 import { createRmStack } from "./rm-stack.js";
 import { runVm } from "./run-vm.js";
 
@@ -70,5 +71,9 @@ async function lifecycles(b: TestBackend): Promise<void> {
     hv.close();
   }
   assert.equal(count("/proc/self/fd"), fds, "every KVM, memfd and eventfd fd is closed");
-  assert.equal(count("/proc/self/task"), threads, "every vCPU worker thread has ended");
+  assert.equal(
+    await settledCount("/proc/self/task", threads),
+    threads,
+    "every vCPU worker thread has ended",
+  );
 }

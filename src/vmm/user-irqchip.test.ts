@@ -10,6 +10,7 @@ import { KvmHypervisor, kvmAvailable } from "../hv/kvm/kvm-hypervisor.js";
 import { guestImage } from "../loader/guest-builder.js";
 import { ExitType } from "../protocol/enums.js";
 import type { RmClient } from "../rpc/client.js";
+import { settledCount } from "../testing/settle.js";
 import { vectorBit } from "../vcpu/vector-model.js";
 import { createRmStack, type RmStack } from "./rm-stack.js";
 import { type RunVmOptions, runVm } from "./run-vm.js";
@@ -38,7 +39,11 @@ describe("the user irqchip through the VMM on KVM", { skip }, () => {
     await stack.close();
     hv.close();
     assert.equal(count("/proc/self/fd"), fds, "every fd is closed again");
-    assert.equal(count("/proc/self/task"), threads, "every vCPU thread has ended");
+    assert.equal(
+      await settledCount("/proc/self/task", threads),
+      threads,
+      "every vCPU thread has ended",
+    );
   });
 
   async function run(guest: string, opts: Partial<RunVmOptions> = {}) {

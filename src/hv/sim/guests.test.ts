@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { ByteRing, pumpRing } from "../../devices/byte-ring.js";
 import { loadImage } from "../../loader/image.js";
+import { settledCount } from "../../testing/settle.js";
 import { runGuest } from "../../vcpu/harness.js";
 import { type VcpuResult, VcpuThread, VcpuThreadPool } from "../../vcpu/vcpu-thread.js";
 import type { GuestMemory, X86Regs } from "../types.js";
@@ -44,7 +45,11 @@ describe("simulated guests on vCPU threads", () => {
   after(async () => {
     await pool.close();
     hv.close();
-    assert.equal(count("/proc/self/task"), threads, "every vCPU thread has ended");
+    assert.equal(
+      await settledCount("/proc/self/task", threads),
+      threads,
+      "every vCPU thread has ended",
+    );
   });
 
   /** A VM with 2 MiB of RAM and `image` loaded; everything is released afterwards. */
