@@ -129,20 +129,25 @@ function counterexampleText(program: Program, ce: Counterexample, replayCmd: str
   ].join("\n");
 }
 
+/** A trace with thread names instead of indexes, for --json. */
+function traceJson(trace: Counterexample["trace"], program: Program) {
+  return trace.map((e) => ({
+    step: e.step,
+    thread: program.threads[e.thread]?.name,
+    op: e.op,
+    result: e.result,
+    preempted: e.preempted,
+    mem: e.mem,
+  }));
+}
+
 function counterexampleJson(ce: Counterexample, program: Program) {
   return {
     violation: ce.violation,
     preemptions: ce.preemptions,
     steps: ce.schedule.length,
     token: ce.token,
-    trace: ce.trace.map((e) => ({
-      step: e.step,
-      thread: program.threads[e.thread]?.name,
-      op: e.op,
-      result: e.result,
-      preempted: e.preempted,
-      mem: e.mem,
-    })),
+    trace: traceJson(ce.trace, program),
   };
 }
 
@@ -363,14 +368,7 @@ function replayCommand(
         verdict: r.violation ? "violation" : "clean",
         violation: r.violation,
         preemptions: r.preemptions,
-        trace: r.trace.map((e) => ({
-          step: e.step,
-          thread: program.threads[e.thread]?.name,
-          op: e.op,
-          result: e.result,
-          preempted: e.preempted,
-          mem: e.mem,
-        })),
+        trace: traceJson(r.trace, program),
       })}\n`,
     );
   } else {

@@ -89,6 +89,12 @@ export class Writer {
     this.view.setBigUint64(at, v, true);
     return this;
   }
+  /** Big-endian u32 (flattened devicetrees are big-endian, the RM wire format is not). */
+  u32be(v: number): this {
+    const at = this.grow(4);
+    this.view.setUint32(at, v >>> 0, false);
+    return this;
+  }
   bytes(b: Uint8Array): this {
     const at = this.grow(b.length);
     this.buf.set(b, at);
@@ -97,6 +103,10 @@ export class Writer {
   zeros(n: number): this {
     this.grow(n); // buffers are zero-filled on allocation and never reused
     return this;
+  }
+  /** Zero padding up to the next multiple of 4. */
+  align4(): this {
+    return this.zeros((4 - (this.length % 4)) % 4);
   }
   finish(): Uint8Array {
     return this.buf.slice(0, this.length);

@@ -1,4 +1,5 @@
 import { TsvisorError } from "../core/errors.js";
+import { Writer } from "./bytes.js";
 
 /**
  * Flattened devicetree (DTB, Devicetree Specification v0.4 §5, format version 17).
@@ -121,49 +122,6 @@ function decodeUtf8(b: Uint8Array): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Encoder
 
-/** Big-endian growable buffer; FDT is big-endian throughout, unlike the RM wire format. */
-class BeWriter {
-  private buf = new Uint8Array(256);
-  length = 0;
-
-  private room(n: number): number {
-    const need = this.length + n;
-    if (need > this.buf.length) {
-      let size = this.buf.length * 2;
-      while (size < need) size *= 2;
-      const next = new Uint8Array(size);
-      next.set(this.buf.subarray(0, this.length));
-      this.buf = next;
-    }
-    const at = this.length;
-    this.length = need;
-    return at;
-  }
-
-  u32(v: number): void {
-    const at = this.room(4);
-    this.buf[at] = v >>> 24;
-    this.buf[at + 1] = (v >>> 16) & 0xff;
-    this.buf[at + 2] = (v >>> 8) & 0xff;
-    this.buf[at + 3] = v & 0xff;
-  }
-
-  bytes(b: Uint8Array): void {
-    // room() may replace buf, so it must run before buf is read.
-    const at = this.room(b.length);
-    this.buf.set(b, at);
-  }
-
-  /** Zero padding up to the next multiple of 4 (new space is already zero). */
-  align4(): void {
-    this.room((4 - (this.length % 4)) % 4);
-  }
-
-  finish(): Uint8Array {
-    return this.buf.slice(0, this.length);
-  }
-}
-
 export interface EncodeFdtOptions {
   bootCpuidPhys?: number;
 }
@@ -185,8 +143,8 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
     throw malformed(`boot_cpuid_phys ${bootCpuidPhys} is not a u32`);
   }
 
-  const struct = new BeWriter();
-  const strings = new BeWriter();
+  const struct = new Writer();
+  const strings = new Writer();
   const stringOffsets = new Map<string, number>();
   let nodes = 0;
   let props = 0;
@@ -208,7 +166,7 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
     }
     if (++nodes > FDT_LIMITS.maxNodes)
       throw malformed(`the tree has more than ${FDT_LIMITS.maxNodes} nodes`);
-    struct.u32(FDT_BEGIN_NODE);
+    struct.u32be(FDT_BEGIN_NODE);
     struct.bytes(asciiBytes(node.name));
     struct.bytes(new Uint8Array(1));
     struct.align4();
@@ -217,9 +175,9 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
       if (bad !== undefined) throw malformed(`property name "${name}" in ${path} ${bad}`);
       if (++props > FDT_LIMITS.maxProps)
         throw malformed(`the tree has more than ${FDT_LIMITS.maxProps} properties`);
-      struct.u32(FDT_PROP);
-      struct.u32(value.length);
-      struct.u32(nameOffset(name));
+      struct.u32be(FDT_PROP);
+      struct.u32be(value.length);
+      struct.u32be(nameOffset(name));
       struct.bytes(value);
       struct.align4();
     }
@@ -232,10 +190,10 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
       seen.add(child.name);
       walk(child, childPath, depth + 1);
     }
-    struct.u32(FDT_END_NODE);
+    struct.u32be(FDT_END_NODE);
   };
   walk(root, "/", 1);
-  struct.u32(FDT_END);
+  struct.u32be(FDT_END);
 
   const structBytes = struct.finish();
   const stringBytes = strings.finish();
@@ -244,7 +202,7 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
   const offStrings = offStruct + structBytes.length;
   const total = offStrings + stringBytes.length;
 
-  const out = new BeWriter();
+  const out = new Writer();
   for (const v of [
     FDT_MAGIC,
     total,
@@ -257,7 +215,7 @@ export function encodeFdt(root: FdtNode, options: EncodeFdtOptions = {}): Uint8A
     stringBytes.length,
     structBytes.length,
   ]) {
-    out.u32(v);
+    out.u32be(v);
   }
   out.bytes(new Uint8Array(RSVMAP_ENTRY));
   out.bytes(structBytes);

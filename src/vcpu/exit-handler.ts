@@ -9,15 +9,8 @@ import type { VcpuExit } from "../hv/types.js";
 export type StopReason =
   | { readonly kind: "power-off"; readonly code: number }
   | { readonly kind: "reset" }
-  | { readonly kind: "shutdown" }
-  | {
-      readonly kind: "internal-error";
-      readonly suberror: number;
-      readonly insn?: Uint8Array;
-      readonly data: readonly bigint[];
-    }
-  | { readonly kind: "fail-entry"; readonly reason: bigint; readonly cpu: number }
-  | { readonly kind: "unknown"; readonly reason: number }
+  /** The exits that end a vCPU, as the backend reported them. */
+  | Extract<VcpuExit, { readonly kind: "shutdown" | "internal-error" | "fail-entry" | "unknown" }>
   | { readonly kind: "stopped" }
   | { readonly kind: "error"; readonly code: string; readonly message: string };
 
