@@ -57,6 +57,25 @@ export const ERROR_CODES = {
   // vcpu/: the user irqchip
   IRQ_ROUTE: "an interrupt route names a GSI, vector or vCPU outside the user irqchip's model",
   IRQ_UNSUPPORTED: "the backend cannot deliver interrupts from userspace or kick from this thread",
+  // host/, api/, sdk/: many VMs in one host, the daemon's HTTP API and its clients
+  API_NOT_FOUND: "no VM, route or resource has that name",
+  API_METHOD: "the route does not take this HTTP method",
+  API_BAD_JSON: "the request body is not valid JSON",
+  API_VALIDATION: "the request does not match the API's schema",
+  API_MEDIA_TYPE: "the request body is not application/json",
+  API_BODY_TOO_LARGE: "the request body is larger than the daemon accepts",
+  API_STATE: "the VM's state does not allow this action",
+  API_BUSY: "another operation on this VM is in progress",
+  API_NAME_TAKEN: "a live VM already has this name",
+  API_LIMIT_VMS: "the host's VM count limit is reached",
+  API_LIMIT_MEMORY: "the host's memory budget does not have room for this VM",
+  API_UNAUTHORIZED: "the request lacks the bearer token the daemon requires",
+  API_CURSOR_EXPIRED: "the event cursor is older than the events the daemon still keeps",
+  API_VM_GONE: "the VM was destroyed",
+  API_SHUTTING_DOWN: "the host is shutting down and takes no new work",
+  API_IMAGE: "the guest image cannot be read or named",
+  API_CONNECT: "the daemon cannot be reached",
+  API_PROTOCOL: "the daemon's answer is not what the API describes",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -55,6 +55,28 @@ export async function startVm(
   spec: HostVmSpec,
   onStep: StepListener = () => {},
 ): Promise<StartedVm> {
+  const vm = await prepareVm(client, memory, spec, onStep);
+  try {
+    onStep("VM_START");
+    await client.start(vm.vmid);
+    return vm;
+  } catch (e) {
+    await abandon(client, vm.vmid, vm.parcel, vm.ram, memory).catch(() => {});
+    vm.unsubscribe();
+    throw e;
+  }
+}
+
+/**
+ * The v16 start sequence up to, not including, VM_START: the VM is READY with its resources
+ * known. On failure undoes what it did and rethrows.
+ */
+export async function prepareVm(
+  client: RmClient,
+  memory: HostMemory,
+  spec: HostVmSpec,
+  onStep: StepListener = () => {},
+): Promise<StartedVm> {
   const { ram } = spec;
   if (spec.dtbOffset < 0n || spec.dtbOffset + spec.dtbSize > BigInt(ram.size)) {
     throw new TsvisorError("VMM_CONFIG", "the DTB does not fit inside the lent RAM region");
@@ -124,8 +146,6 @@ export async function startVm(
     }
     onStep("VM_GET_HYP_RESOURCES");
     const resources = await client.getHypResources(vmid);
-    onStep("VM_START");
-    await client.start(vmid);
     return Object.assign(vm, { parcel, resources });
   } catch (e) {
     await abandon(client, vmid, parcel, ram, memory).catch(() => {});
@@ -134,8 +154,11 @@ export async function startVm(
   }
 }
 
-/** Best-effort cleanup after a failed start: whatever state the RM reached, free the VMID. */
-async function abandon(
+/**
+ * Best-effort cleanup after a failed start, or of a VM in any state: force-stop it if it
+ * runs, reclaim its parcel, reset it unless it never got past LOAD, free the VMID.
+ */
+export async function abandon(
   client: RmClient,
   vmid: number,
   parcel: number | undefined,
