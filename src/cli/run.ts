@@ -23,8 +23,9 @@ import { attachTerminal } from "./terminal.js";
 
 const usage = (message: string) => new TsvisorError("CLI_USAGE", message);
 
-const RUN_HELP = `Usage: tsvisor run IMAGE [--mem SIZE] [--vcpus N] [--cmdline TEXT] [--reg NAME=VALUE,…]
-                   [--pvh] [--irqchip kernel|user] [--json] [--trace] [--backend kvm|sim]
+const RUN_HELP = `Usage: tsvisor run IMAGE [--mem SIZE] [--vcpus N] [--cmdline TEXT] [--initrd FILE]
+                   [--reg NAME=VALUE,…] [--pvh] [--irqchip kernel|user] [--json] [--trace]
+                   [--backend kvm|sim]
 
 Runs a guest image on KVM through the whole Resource Manager lifecycle, as the host (VMID 3)
 drives it over the RM protocol: VM_ALLOC_VMID, MEM_LEND of the guest RAM (which holds the
@@ -43,6 +44,9 @@ Options:
   --vcpus N           1 to ${VCPUS_MAX}; vCPU i > 0 starts at the same entry with RSI = i
   --cmdline TEXT      placed NUL-terminated in the page below the DTB (RAM end − 8 KiB);
                       RDI points at it
+  --initrd FILE       an initial RAM disk, page-aligned as high as it fits below the command
+                      line's page; the guest gets its address in RDX and size in RCX, or
+                      module 0 of the PVH start_info (RBX) with --pvh. docs/vmm.md
   --reg NAME=VALUE,…  extra vCPU 0 registers (rax…r15), sent with VM_SET_BOOT_CONTEXT
   --pvh               start an ELF at its PVH note's 32-bit entry instead
   --irqchip MODE      kernel (default: in-kernel PIC/IOAPIC/LAPIC and PIT) or user (no
@@ -78,6 +82,7 @@ const VALUE_OPTIONS = [
   "mem",
   "vcpus",
   "cmdline",
+  "initrd",
   "reg",
   "irqchip",
   "kvm-device",
@@ -141,6 +146,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       mem: "value",
       vcpus: "value",
       cmdline: "value",
+      initrd: "value",
       reg: "value",
       pvh: "flag",
       irqchip: "value",
@@ -184,6 +190,14 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
     }
   }
   const cmdline = text("cmdline");
+  const initrdPath = text("initrd");
+  let initrd: Uint8Array | undefined;
+  if (initrdPath !== undefined) {
+    if (!existsSync(initrdPath) || !statSync(initrdPath).isFile()) {
+      throw usage(`--initrd: '${initrdPath}' is not a file`);
+    }
+    initrd = new Uint8Array(readFileSync(initrdPath));
+  }
   const json = flags.has("json");
   const backend = text("backend") ?? "kvm";
   if (backend !== "kvm" && backend !== "sim") {
@@ -221,6 +235,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       vcpus,
       regs,
       ...(cmdline !== undefined ? { cmdline } : {}),
+      ...(initrd ? { initrd } : {}),
       ...(flags.has("pvh") ? { elfEntry: "pvh" as const } : {}),
       irqchip: irqchipText === "kernel" ? "kernel" : "user",
       signal: interrupted.signal,

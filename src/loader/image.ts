@@ -1,6 +1,7 @@
 import { TsvisorError } from "../core/errors.js";
 import type { X86BootState, X86Regs } from "../hv/types.js";
 import { isElf, parseElf64 } from "./elf.js";
+import { E820, type MemmapEntry, pvhStartInfo } from "./pvh.js";
 import { type BootWrite, longModeBoot, protectedModeBoot, realModeBoot } from "./x86-boot.js";
 
 /** Guest RAM as the loader sees it: host bytes that appear at guest-physical `gpa`. */
@@ -21,6 +22,16 @@ export interface LoadOptions {
   readonly flatAddress?: number;
   /** General registers to set on top of the boot state (e.g. the RM boot context). */
   readonly regs?: Partial<X86Regs>;
+  /**
+   * An initial RAM disk, placed page-aligned as high as it fits in the target. The guest
+   * learns of it from RDX (address) and RCX (size) at the ELF and flat entries — both 0
+   * without one — and from module 0 of the PVH start_info at the PVH entry.
+   */
+  readonly initrd?: Uint8Array;
+  /** The command line's guest-physical address, for the PVH start_info (0/absent: none). */
+  readonly cmdlineAddr?: number;
+  /** The memory map the PVH start_info reports; default: the target, as RAM. */
+  readonly memoryMap?: readonly MemmapEntry[];
 }
 
 export interface LoadedImage {
@@ -34,10 +45,31 @@ export interface LoadedImage {
     readonly what: string;
   }[];
   readonly boot: X86BootState;
+  /** Where the initrd went, when there is one. */
+  readonly initrd?: { readonly gpa: number; readonly size: number };
+  /** The PVH start_info's address (RBX) when started at the PVH entry. */
+  readonly startInfo?: number;
 }
 
 /** Flat binaries start here in real mode unless told otherwise. */
 export const FLAT_LOAD_ADDRESS = 0x1000;
+const PAGE = 4096;
+
+/**
+ * Where an initrd of `size` bytes goes in RAM [base, end): the highest page-aligned address
+ * with room for it. LOADER_RANGE when it does not fit at all (overlaps are the caller's check).
+ */
+export function placeInitrd(size: number, base: number, end: number): number {
+  if (size === 0) throw new TsvisorError("LOADER_FORMAT", "the initrd is empty");
+  const gpa = Math.floor((end - size) / PAGE) * PAGE;
+  if (gpa < base) {
+    throw new TsvisorError(
+      "LOADER_RANGE",
+      `an initrd of ${size} bytes does not fit in guest RAM 0x${base.toString(16)}..0x${end.toString(16)}`,
+    );
+  }
+  return gpa;
+}
 
 /**
  * Copies an image into guest RAM and returns the register state it starts with: ELF64
@@ -98,8 +130,29 @@ export function loadImage(
     mode = "real";
     writes = [{ gpa: entry, bytes: image, size: image.length, what: "image" }];
   }
-  writes.sort((a, b) => a.gpa - b.gpa);
   const end = ram.gpa + ram.bytes.length;
+  let initrd: { gpa: number; size: number } | undefined;
+  if (options.initrd) {
+    const bytes = options.initrd;
+    initrd = { gpa: placeInitrd(bytes.length, ram.gpa, end), size: bytes.length };
+    writes.push({ gpa: initrd.gpa, bytes, size: bytes.length, what: "initrd" });
+  }
+  let startInfo: number | undefined;
+  let handoff: Partial<X86Regs>;
+  if (mode === "protected") {
+    const info = pvhStartInfo({
+      modules: initrd ? [initrd] : [],
+      ...(options.cmdlineAddr !== undefined ? { cmdlineAddr: options.cmdlineAddr } : {}),
+      memmap: options.memoryMap ?? [{ addr: ram.gpa, size: ram.bytes.length, type: E820.RAM }],
+    });
+    writes.push({ ...info, size: info.bytes.length });
+    startInfo = info.gpa;
+    handoff = { rbx: BigInt(info.gpa) };
+  } else {
+    // Set even without an initrd: a vCPU comes out of reset with its signature in RDX.
+    handoff = { rdx: BigInt(initrd?.gpa ?? 0), rcx: BigInt(initrd?.size ?? 0) };
+  }
+  writes.sort((a, b) => a.gpa - b.gpa);
   for (let i = 0; i < writes.length; i++) {
     const w = writes[i]!;
     if (w.gpa < ram.gpa || w.gpa + w.size > end) {
@@ -121,12 +174,14 @@ export function loadImage(
     ram.bytes.set(w.bytes, at);
     ram.bytes.fill(0, at + w.bytes.length, at + w.size);
   }
-  const regs = options.regs ? { ...boot.regs, ...options.regs } : boot.regs;
+  const regs = { ...boot.regs, ...handoff, ...options.regs };
   return {
     format,
     entry,
     mode,
     ranges: writes.map(({ gpa, size, what }) => ({ gpa, size, what })),
     boot: { regs, sregs: boot.sregs },
+    ...(initrd ? { initrd } : {}),
+    ...(startInfo !== undefined ? { startInfo } : {}),
   };
 }

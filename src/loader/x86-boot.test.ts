@@ -95,7 +95,7 @@ test("real-mode boot starts at the entry with every segment base 0 and 16-bit li
 test("protected-mode (PVH) boot starts at the entry with paging and long mode off", () => {
   const boot = protectedModeBoot(0x10001b);
   assert.equal(boot.regs.rip, 0x10001bn);
-  assert.equal(boot.regs.rbx, 0n, "no start_info is passed");
+  assert.equal(boot.regs.rbx, 0n, "until loadImage points it at its start_info");
   assert.equal(boot.sregs.cr0! & 0x8000_0001n, 1n, "PE on, PG off");
   assert.equal(boot.sregs.efer, 0n);
   assert.deepEqual(

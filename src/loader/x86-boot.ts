@@ -135,7 +135,8 @@ export function realModeBoot(entry: number): X86BootState {
 
 /**
  * 32-bit protected mode with paging off and flat 4 GiB segments, as the PVH boot protocol
- * enters a kernel. %ebx would point at a start_info structure; tsvisor passes none (0).
+ * enters a kernel. %ebx points at the hvm_start_info that loadImage writes (src/loader/pvh.ts)
+ * and sets on top of this state.
  */
 export function protectedModeBoot(entry: number): X86BootState {
   const code = segment({ selector: CODE32_SELECTOR, type: 0xb, db: 1 });

@@ -1,6 +1,7 @@
 import { TsvisorError } from "../core/errors.js";
 import type { X86BootState } from "../hv/types.js";
 import { type LoadedImage, loadImage } from "../loader/image.js";
+import { E820 } from "../loader/pvh.js";
 import { BootRegSet, X86_GPR_NAMES } from "../protocol/enums.js";
 import { encodeVmConfig, type VDevice, type VmConfig } from "../protocol/vm-config.js";
 import type { X86Register } from "../rm/hypervisor.js";
@@ -38,6 +39,11 @@ export interface BuildSpec {
   readonly vcpus?: number;
   /** Placed NUL-terminated at CMDLINE address; RDI points at it. */
   readonly cmdline?: string;
+  /**
+   * An initial RAM disk, page-aligned at the highest address below the command-line page:
+   * RDX/RCX (address/size) at the ELF and flat entries, module 0 of the PVH start_info.
+   */
+  readonly initrd?: Uint8Array;
   /** Extra general registers for vCPU 0, sent as VM_SET_BOOT_CONTEXT X registers. */
   readonly regs?: Partial<Record<(typeof X86_GPR_NAMES)[number], bigint>>;
   /** Start an ELF at its PVH entry (32-bit) instead of e_entry (64-bit). */
@@ -160,12 +166,25 @@ export function buildVm(memory: HostMemory, spec: BuildSpec): BuiltVm {
     const loaded = loadImage(
       spec.image,
       { gpa: layout.ramBase, bytes: usable },
-      spec.elfEntry ? { elfEntry: spec.elfEntry } : {},
+      {
+        ...(spec.elfEntry ? { elfEntry: spec.elfEntry } : {}),
+        ...(spec.initrd ? { initrd: spec.initrd } : {}),
+        ...(cmdline ? { cmdlineAddr: layout.cmdlineAddr } : {}),
+        memoryMap: [
+          { addr: layout.ramBase, size: layout.dtbOffset - layout.ramBase, type: E820.RAM },
+          { addr: layout.dtbOffset, size: layout.dtbSize, type: E820.RESERVED },
+        ],
+      },
     );
     if (cmdline) ram.write(layout.cmdlineAddr, cmdline);
+    const r = loaded.boot.regs;
+    // The hand-over registers go through the RM like the rest of the boot context; without
+    // an initrd RDX/RCX stay out of it (the port's plan holds their 0).
     const regs: Partial<Record<X86Register, bigint>> = {
-      rip: loaded.boot.regs.rip,
-      ...(loaded.boot.regs.rsp !== undefined ? { rsp: loaded.boot.regs.rsp } : {}),
+      rip: r.rip,
+      ...(r.rsp !== undefined ? { rsp: r.rsp } : {}),
+      ...(loaded.startInfo !== undefined ? { rbx: BigInt(loaded.startInfo) } : {}),
+      ...(loaded.initrd && loaded.mode !== "protected" ? { rdx: r.rdx, rcx: r.rcx } : {}),
       ...(cmdline ? { rdi: BigInt(layout.cmdlineAddr) } : {}),
       ...spec.regs,
     };

@@ -20,7 +20,7 @@ import {
   tripleFault,
   uartEcho,
 } from "./basic.js";
-import { doorbellWait, msgqClient, twoVcpu } from "./platform.js";
+import { doorbellWait, graceful, initrdEcho, msgqClient, twoVcpu } from "./platform.js";
 
 export interface SimGuestDef {
   readonly summary: string;
@@ -66,6 +66,20 @@ export const SIM_GUESTS: ReadonlyMap<string, SimGuestDef> = new Map<string, SimG
     {
       summary: "halts until the interrupt on GSI RDI (0 → 5), prints W, exits 0",
       program: doorbellWait,
+    },
+  ],
+  [
+    "graceful",
+    {
+      summary: "sleeps until the RM's VM_SHUTDOWN, then prints it and exits 0",
+      program: graceful,
+    },
+  ],
+  [
+    "initrd-echo",
+    {
+      summary: "prints the initrd's first 16 bytes, exits with its last byte (none: 0xe0)",
+      program: initrdEcho,
     },
   ],
   [

@@ -1,21 +1,28 @@
 /**
  * Simulated versions of the guests that use the platform beyond COM1: the RM message-queue
- * client, the two-vCPU guest and the doorbell waiter (guests/msgq-client.S, two-vcpu.S,
- * doorbell-wait.S; docs/devices.md gives their contracts).
+ * client, the two-vCPU guest, the doorbell waiter, the guest that shuts down on VM_SHUTDOWN
+ * and the one that shows its initrd (guests/msgq-client.S, two-vcpu.S, doorbell-wait.S,
+ * graceful.S, initrd-echo.S; docs/devices.md and docs/vmm.md give their contracts).
  */
 import {
+  RM_MSGQ_GSI,
+  RM_MSGQ_IRQ_RX,
   RM_MSGQ_MMIO_BASE,
   RM_MSGQ_SEND_PUSH,
   RmMsgqReg,
   RmMsgqStatus,
 } from "../../../devices/rm-msgq.js";
+import { PVH_START_INFO_MAGIC } from "../../../loader/pvh.js";
 import {
+  COM1,
   debugExit,
   enableIrq,
   type Guest,
   hlt,
+  load,
   load32,
   load64,
+  outb,
   peek32,
   print,
   type SimCpu,
@@ -27,6 +34,9 @@ import {
 /** api 0x21, REQUEST, seq 1, VM_EXIT (0x56000085): the header as one little-endian u64. */
 const VM_EXIT_REQUEST = 0x5600_0085_0001_0121n;
 const VM_EXIT_REPLY = 0x5600_0085_0001_0221n;
+/** api 0x21, NOTIFICATION without continuations, VM_SHUTDOWN (0x56100002); seq masked out. */
+const SHUTDOWN_HEADER = 0x5610_0002_0000_0321n;
+const HEADER_MASK = 0xffff_ffff_0000_ffffn;
 /** doorbell-wait's ready word (docs/devices.md). */
 export const DOORBELL_READY = 0x7000;
 
@@ -102,4 +112,57 @@ export function* doorbellWait(cpu: SimCpu): Guest {
   while ((yield* hlt()) !== gsi) {}
   yield* print("W");
   yield* debugExit(0);
+}
+
+/**
+ * Prints "graceful: running", enables the msgq interrupt and sleeps (`sti; hlt`) while RX is
+ * empty. Each message is popped; the RM's VM_SHUTDOWN notification prints "graceful: shutdown"
+ * and powers off with 0, anything else is ignored. As on KVM the queue is read before every
+ * halt, so a message that came before the interrupt was enabled is not missed.
+ */
+export function* graceful(): Guest {
+  const q = RM_MSGQ_MMIO_BASE;
+  yield* enableIrq(RM_MSGQ_GSI);
+  yield* print("graceful: running\n");
+  yield* store32(q + RmMsgqReg.IRQ_ENABLE, RM_MSGQ_IRQ_RX);
+  for (;;) {
+    if (((yield* load32(q + RmMsgqReg.STATUS)) & RmMsgqStatus.RX_NOT_EMPTY) === 0) {
+      yield* hlt();
+      continue;
+    }
+    const header = yield* load64(q + RmMsgqReg.RX_BUF);
+    yield* store32(q + RmMsgqReg.RX_POP, 1);
+    if ((header & HEADER_MASK) === SHUTDOWN_HEADER) break;
+  }
+  yield* print("graceful: shutdown\n");
+  yield* debugExit(0);
+}
+
+/**
+ * Prints the initrd's first bytes (at most 16) and exits with its last byte; no initrd: exits
+ * 0xe0. The ELF entry is told through RDX/RCX; a sim image's PVH entry is the same program, so
+ * a non-zero RBX (the PVH start_info) selects that path: wrong magic 0xe1, else module 0.
+ */
+export function* initrdEcho(cpu: SimCpu): Guest {
+  let addr = Number(cpu.regs.rdx);
+  let size = Number(cpu.regs.rcx);
+  const info = Number(cpu.regs.rbx);
+  if (info !== 0) {
+    if ((yield* load32(info)) !== PVH_START_INFO_MAGIC) {
+      yield* debugExit(0xe1);
+      return;
+    }
+    const modules = yield* load32(info + 12);
+    const list = Number(yield* load64(info + 16));
+    addr = modules === 0 ? 0 : Number(yield* load64(list));
+    size = modules === 0 ? 0 : Number(yield* load64(list + 8));
+  }
+  if (size === 0) {
+    yield* debugExit(0xe0);
+    return;
+  }
+  const shown = yield* load(addr, Math.min(size, 16));
+  for (const b of shown) yield* outb(COM1, b);
+  const last = yield* load(addr + size - 1, 1);
+  yield* debugExit(last[0]!);
 }
