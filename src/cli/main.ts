@@ -1,8 +1,10 @@
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { checkGroup } from "./check.js";
+import { daemonCommand } from "./daemon.js";
 import { msgGroup } from "./msg.js";
 import { rmGroup } from "./rm.js";
 import { runCommand } from "./run.js";
+import { vmGroup } from "./vm.js";
 
 /**
  * The tsvisor command line: a table of commands, each with its own help. Front ends only
@@ -37,7 +39,14 @@ export interface CommandGroup {
 export type CommandEntry = Command | CommandGroup;
 
 /** Every command tsvisor has. */
-export const COMMANDS: readonly CommandEntry[] = [msgGroup, rmGroup, runCommand, checkGroup];
+export const COMMANDS: readonly CommandEntry[] = [
+  msgGroup,
+  rmGroup,
+  runCommand,
+  checkGroup,
+  daemonCommand,
+  vmGroup,
+];
 
 export const USAGE_EXIT = 2;
 export const DATA_EXIT = 1;

@@ -1,4 +1,5 @@
 import { Duplex } from "node:stream";
+import { type Deferred, deferred } from "../core/deferred.js";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { ByteRing } from "../devices/byte-ring.js";
 import { KvmHypervisor } from "../hv/kvm/kvm-hypervisor.js";
@@ -14,6 +15,12 @@ import { createRmStack, type RmStack } from "../vmm/rm-stack.js";
 import { exitOf } from "../vmm/run-vm.js";
 import { admit } from "./admission.js";
 import { ConsoleBuffer } from "./console-buffer.js";
+import {
+  DEFAULT_MAX_VMS,
+  DEFAULT_MEMORY_BUDGET,
+  DEFAULT_STOP_TIMEOUT_MS,
+  VERSION,
+} from "./defaults.js";
 import { type EventDraft, EventLog } from "./event-log.js";
 import { type NormalizedSpec, normalizeSpec } from "./spec.js";
 import type {
@@ -43,10 +50,8 @@ import type {
  * can use it directly (`Host.open()`).
  */
 
-export const VERSION = "0.1.0";
-export const DEFAULT_MAX_VMS = 32;
-export const DEFAULT_MEMORY_BUDGET = 1024 * 1024 * 1024;
-export const DEFAULT_STOP_TIMEOUT_MS = 5000;
+export { DEFAULT_MAX_VMS, DEFAULT_MEMORY_BUDGET, DEFAULT_STOP_TIMEOUT_MS, VERSION };
+
 /** How long teardown waits for a VM's vCPU threads to let go before it reports and moves on. */
 const THREADS_GRACE_MS = 10_000;
 /** The host's RM calls: generous, since 20 VMs share one HLOS session on a slow machine. */
@@ -64,39 +69,6 @@ export interface LocalHostOptions {
   readonly eventRetention?: number;
   /** Messages from devices and vCPU loops, and teardown problems. */
   readonly onLog?: (message: string) => void;
-}
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(v: T): void;
-  reject(e: unknown): void;
-  settled: boolean;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Nobody has to await a VM's exit; an unobserved rejection must not end the process.
-  promise.catch(() => {});
-  const d: Deferred<T> = {
-    promise,
-    settled: false,
-    resolve: (v) => {
-      if (d.settled) return;
-      d.settled = true;
-      resolve(v);
-    },
-    reject: (e) => {
-      if (d.settled) return;
-      d.settled = true;
-      reject(e);
-    },
-  };
-  return d;
 }
 
 interface VmRecord {
