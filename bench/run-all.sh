@@ -27,7 +27,8 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
 fi
 
 failed=""
-for bench in rm-rpc kvm/pio-exits kvm/lifecycle kvm/whole-process doorbell/latency checker/run; do
+for bench in rm-rpc kvm/pio-exits kvm/lifecycle kvm/whole-process doorbell/latency checker/run \
+  api/lifecycle api/memory; do
   echo
   echo "== bench/$bench $*"
   node "dist/bench/$bench.js" "$@" || failed="$failed $bench"
