@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-import { main } from "../dist/src/cli/main.js";
+import { cli } from "../dist/src/cli/entry.js";
 
-main(process.argv.slice(2)).then(
+cli(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },

@@ -2,11 +2,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import type { HostEvent, VmInfo, VmSpec } from "../host/types.js";
-import { RemoteHost } from "../sdk/remote-host.js";
+import type { RemoteHost } from "../sdk/remote-host.js";
 import { parseRegisters, VCPUS_MAX } from "../vmm/builder.js";
 import { parseArgs } from "./args.js";
 import type { CliIo, CommandGroup } from "./main.js";
-import { parseSize } from "./run.js";
+import { parseSize } from "./size.js";
 import { DETACH_BYTE } from "./terminal.js";
 
 /**
@@ -112,6 +112,8 @@ export function connectOptions(
 }
 
 async function withHost<T>(p: Parsed, io: VmIo, fn: (host: RemoteHost) => Promise<T>): Promise<T> {
+  // Loaded here: the client (and its WebSocket library) is only needed once a command runs.
+  const { RemoteHost } = await import("../sdk/remote-host.js");
   const host = await RemoteHost.connect(connectOptions(p, io.env ?? process.env));
   try {
     return await fn(host);

@@ -1,7 +1,8 @@
 import http from "node:http";
+import { createRequire } from "node:module";
 import net from "node:net";
 import { resolve as resolvePath } from "node:path";
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import { ERROR_CODES, type ErrorCode, TsvisorError } from "../core/errors.js";
 
 /**
@@ -284,7 +285,8 @@ export class Connection {
     let socket: net.Socket | undefined;
     const address =
       ep.kind === "unix" ? `ws+unix://${ep.socketPath}:${path}` : `ws://${ep.url.host}${path}`;
-    const ws = new WebSocket(address, {
+    const WebSocketClass = loadWs();
+    const ws = new WebSocketClass(address, {
       headers: this.authHeaders(),
       handshakeTimeout: this.timeoutMs,
       perMessageDeflate: false,
@@ -332,4 +334,14 @@ export function checkVersion(status: number, headers: http.IncomingHttpHeaders):
       { status },
     );
   }
+}
+
+let wsModule: typeof WebSocket | undefined;
+/**
+ * The `ws` client, required on first use: commands that never open a stream (`tsvisor vm ls`)
+ * do not pay for loading it.
+ */
+function loadWs(): typeof WebSocket {
+  wsModule ??= createRequire(import.meta.url)("ws") as typeof WebSocket;
+  return wsModule;
 }
