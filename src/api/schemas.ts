@@ -253,6 +253,11 @@ export const VmListSchema = z.strictObject({ vms: z.array(VmInfoSchema) });
 export const HostInfoSchema = z
   .strictObject({
     version: z.string(),
+    instance: z
+      .string()
+      .describe(
+        "This daemon's identity for its lifetime; event seqs restart at 1 in a new instance.",
+      ),
     backend: z.enum(["kvm", "sim"]),
     limits: z.strictObject({ max_vms: z.int(), memory_budget: z.int() }),
     usage: z.strictObject({ vms: z.int(), memory: z.int() }),

@@ -6,6 +6,7 @@ import type { Duplex } from "node:stream";
 import type WebSocket from "ws";
 import { WebSocketServer } from "ws";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { INSTANCE_HEADER } from "../host/defaults.js";
 import type { LocalHost } from "../host/local-host.js";
 import type { HostEvent } from "../host/types.js";
 import {
@@ -43,6 +44,7 @@ export type ApiHost = Pick<
   | "hostInfo"
   | "subscribe"
   | "attachConsole"
+  | "instance"
 >;
 
 export interface ApiServerOptions {
@@ -71,6 +73,7 @@ export interface Listening {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export { INSTANCE_HEADER };
 /** A stream client this far behind is dropped; it resumes with its cursor (docs/api.md). */
 export const SLOW_CONSUMER_BYTES = 8 * 1024 * 1024;
 export const SSE_KEEPALIVE_MS = 15_000;
@@ -129,6 +132,7 @@ export class ApiServer {
   private readonly listeners = new Set<Listening>();
   private openapi: Record<string, unknown> | undefined;
   private readonly slowBytes: number;
+  private readonly instance: string;
 
   constructor(
     private readonly host: ApiHost,
@@ -137,6 +141,11 @@ export class ApiServer {
     this.log = opts.log ?? (() => {});
     this.slowBytes = opts.slowConsumerBytes ?? SLOW_CONSUMER_BYTES;
     this.handlers = this.makeHandlers();
+    this.instance = host.instance;
+    // WebSocket handshakes carry the instance too: a resuming client checks its cursor's origin.
+    this.wss.on("headers", (headers: string[]) => {
+      headers.push(`${INSTANCE_HEADER}: ${this.instance}`);
+    });
   }
 
   async listen(opts: ListenOptions): Promise<Listening> {
@@ -220,7 +229,7 @@ export class ApiServer {
         this.onUpgrade(ep, req, socket, head);
       } catch (e) {
         if (!isTsvisorError(e)) this.log(`api: upgrade failed: ${describe(e)}`);
-        refuse(socket, e);
+        refuse(socket, e, { [INSTANCE_HEADER]: this.instance });
       }
     });
     server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -238,6 +247,7 @@ export class ApiServer {
 
   private async onRequest(ep: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.setHeader(API_VERSION_HEADER, API_VERSION);
+    res.setHeader(INSTANCE_HEADER, this.instance);
     let match: RouteMatch;
     let url: URL;
     const ac = new AbortController();
@@ -765,13 +775,18 @@ function endResponse(res: ServerResponse): void {
   setTimeout(() => res.destroy(), CLOSE_GRACE_MS).unref();
 }
 
-function refuse(socket: Duplex, e: unknown): void {
+function refuse(socket: Duplex, e: unknown, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   const { status } = errorResponse(e);
-  socket.end(rawErrorResponse(e, status === 405 && isTsvisorError(e) ? allowOf(e) : {}));
+  socket.end(
+    rawErrorResponse(e, {
+      ...headers,
+      ...(status === 405 && isTsvisorError(e) ? allowOf(e) : {}),
+    }),
+  );
 }
 
 function allowOf(e: TsvisorError): Record<string, string> {

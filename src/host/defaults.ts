@@ -7,3 +7,6 @@ export const DEFAULT_MAX_VMS = 32;
 export const DEFAULT_MEMORY_BUDGET = 1024 * 1024 * 1024;
 /** How long a graceful stop waits for the guest before forcing it. */
 export const DEFAULT_STOP_TIMEOUT_MS = 5000;
+
+/** The response header naming the daemon instance (HostInfo.instance). */
+export const INSTANCE_HEADER = "tsvisor-instance";

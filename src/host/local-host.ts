@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Duplex } from "node:stream";
 import { type Deferred, deferred } from "../core/deferred.js";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
@@ -104,6 +105,8 @@ const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 export class LocalHost implements HostApi {
   readonly backendKind: "kvm" | "sim";
+  /** See HostInfo.instance. */
+  readonly instance = randomUUID();
   readonly stack: RmStack;
   readonly maxVms: number;
   readonly memoryBudget: number;
@@ -342,6 +345,7 @@ export class LocalHost implements HostApi {
   hostInfo(): HostInfo {
     return {
       version: VERSION,
+      instance: this.instance,
       backend: this.backendKind,
       limits: { max_vms: this.maxVms, memory_budget: this.memoryBudget },
       usage: { vms: this.records.size, memory: this.memoryInUse() },

@@ -115,6 +115,12 @@ export interface VmInfo {
 /** Daemon / host limits and what is in use: `GET /v1/host`, `Host.info()`. */
 export interface HostInfo {
   readonly version: string;
+  /**
+   * This host's identity for its lifetime (a new one at every daemon start). Event seqs count
+   * from 1 again in a new instance, so a cursor is only meaningful with the instance it came
+   * from; every API response carries it in the `tsvisor-instance` header.
+   */
+  readonly instance: string;
   readonly backend: "kvm" | "sim";
   readonly limits: { readonly max_vms: number; readonly memory_budget: number };
   readonly usage: { readonly vms: number; readonly memory: number };

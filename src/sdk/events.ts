@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type net from "node:net";
 import type WebSocket from "ws";
 import { TsvisorError } from "../core/errors.js";
+import { INSTANCE_HEADER } from "../host/defaults.js";
 import type { HostEvent } from "../host/types.js";
 import { type Connection, checkVersion, connectError, errorFromBody } from "./connection.js";
 import { isHostEvent } from "./shapes.js";
@@ -43,6 +44,8 @@ export class EventFeed implements AsyncIterator<HostEvent> {
   private ended = false;
   private opened = false;
   private attempt = 0;
+  /** The daemon instance the cursor belongs to (the first handshake's tsvisor-instance). */
+  private instance: string | undefined;
   private refd: boolean;
   private wake: (() => void) | undefined;
   /** Connections opened so far (the first and every reconnection). */
@@ -142,6 +145,25 @@ export class EventFeed implements AsyncIterator<HostEvent> {
     this.opts.onClosed?.();
   }
 
+  /**
+   * A cursor counts events of one daemon instance. Reconnecting to a daemon that has restarted
+   * would silently resume in a different log (seqs start at 1 again), so that ends the feed
+   * with API_CURSOR_EXPIRED instead. Returns false when it did.
+   */
+  private checkInstance(header: string | string[] | undefined): boolean {
+    if (typeof header !== "string") return true;
+    this.instance ??= header;
+    if (header === this.instance) return true;
+    this.fail(
+      new TsvisorError(
+        "API_CURSOR_EXPIRED",
+        `the daemon restarted (instance ${this.instance} is gone, ${header} answers): events after ${this.lastSeq} are lost; list the VMs and follow the new log`,
+        { previous_instance: this.instance, instance: header, last_seq: this.lastSeq },
+      ),
+    );
+    return false;
+  }
+
   private open(): void {
     this.timer = undefined;
     if (this.ended) return;
@@ -156,6 +178,9 @@ export class EventFeed implements AsyncIterator<HostEvent> {
     this.ws = ws;
     this.socket = socket;
     let lastError: unknown;
+    ws.on("upgrade", (res: IncomingMessage) => {
+      if (this.ws === ws) this.checkInstance(res.headers[INSTANCE_HEADER]);
+    });
     ws.on("open", () => {
       this.opened = true;
       this.attempt = 0;
@@ -192,6 +217,7 @@ export class EventFeed implements AsyncIterator<HostEvent> {
       const decide = () => {
         ws.terminate();
         const status = res.statusCode ?? 0;
+        if (!this.checkInstance(res.headers[INSTANCE_HEADER])) return;
         let err: TsvisorError;
         try {
           checkVersion(status, res.headers);

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { createApiServer } from "../api/server.js";
 import { isTsvisorError, type TsvisorError } from "../core/errors.js";
+import { LocalHost } from "../host/local-host.js";
 import type { HostEvent } from "../host/types.js";
 import { testBackends } from "../hv/sim/select.js";
 import { settledCount } from "../testing/settle.js";
@@ -360,6 +362,40 @@ describe("event streams through a connection that breaks", () => {
       await host.close();
       await direct.close();
       await proxy.close();
+    }
+  });
+
+  it("a feed whose daemon restarts ends with API_CURSOR_EXPIRED instead of resuming in the new log", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsvisor-restart-"));
+    const socket = join(dir, "api.sock");
+    const serve = async () => {
+      const host = LocalHost.open({ backend: "sim" });
+      const listening = await createApiServer(host).listen({ socketPath: socket });
+      return {
+        host,
+        stop: async () => {
+          await listening.close();
+          await host.close();
+        },
+      };
+    };
+    let first = await serve();
+    const client = await RemoteHost.connect({ socket });
+    try {
+      const it = client.events({ since: 0 })[Symbol.asyncIterator]();
+      const a = await first.host.createVm({ image: "hello" });
+      const got = await it.next();
+      assert.equal((got.value as HostEvent).vm, a.id);
+      await first.stop();
+      // A new daemon on the same path, with events of its own numbered from 1 again.
+      first = await serve();
+      await first.host.createVm({ image: "hello" });
+      await first.host.createVm({ image: "hello" });
+      await assert.rejects(it.next(), (e) => isTsvisorError(e, "API_CURSOR_EXPIRED"));
+    } finally {
+      await client.close();
+      await first.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
