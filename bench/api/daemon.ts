@@ -224,26 +224,7 @@ export function qemuVersion(): string | undefined {
   return r.stdout.split("\n")[0];
 }
 
-/** QEMU microvm with COM1 on stdio and debug-exit at 0xf4: bench/kvm/whole-process's line. */
-export function qemuArgs(image: string, mem = "2M"): string[] {
-  return [
-    "-M",
-    "microvm,acpi=off,pit=off,pic=off,rtc=off,x-option-roms=off",
-    "-accel",
-    "kvm",
-    "-nodefaults",
-    "-no-user-config",
-    "-nographic",
-    "-serial",
-    "stdio",
-    "-device",
-    "isa-debug-exit,iobase=0xf4,iosize=4",
-    "-m",
-    mem,
-    "-kernel",
-    image,
-  ];
-}
+export { qemuArgs } from "../kvm/common.js";
 
 /** Runs `count` async jobs with at most `width` at once; resolves with their results in order. */
 export async function pool<T>(

@@ -158,3 +158,26 @@ export async function checkClean(before: { fds: number; threads: number }): Prom
   );
   return { clean, ...now };
 }
+
+/**
+ * QEMU microvm with COM1 on stdio and debug-exit at 0xf4, booting `image` with -kernel: the
+ * one command line every QEMU baseline uses. `mem` null leaves QEMU's default RAM size.
+ */
+export function qemuArgs(image: string, mem: string | null = "2M"): string[] {
+  return [
+    "-M",
+    "microvm,acpi=off,pit=off,pic=off,rtc=off,x-option-roms=off",
+    "-accel",
+    "kvm",
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    "-serial",
+    "stdio",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=4",
+    ...(mem === null ? [] : ["-m", mem]),
+    "-kernel",
+    image,
+  ];
+}

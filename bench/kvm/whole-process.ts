@@ -22,7 +22,17 @@ import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { kvmAvailable } from "../../src/hv/kvm/kvm-hypervisor.js";
 import { guestPath } from "../../src/loader/guest-builder.js";
-import { fmt, nowNs, quick, ROOT, type Spread, spread, table, writeResults } from "./common.js";
+import {
+  fmt,
+  nowNs,
+  qemuArgs,
+  quick,
+  ROOT,
+  type Spread,
+  spread,
+  table,
+  writeResults,
+} from "./common.js";
 
 const runsArg = process.argv.indexOf("--runs");
 const RUNS = runsArg >= 0 ? Number(process.argv[runsArg + 1]) : quick ? 5 : 20;
@@ -126,21 +136,7 @@ if (!kvm.ok) {
       {
         name: "QEMU microvm -kernel hello.elf",
         command: QEMU,
-        args: [
-          "-M",
-          "microvm,acpi=off,pit=off,pic=off,rtc=off,x-option-roms=off",
-          "-accel",
-          "kvm",
-          "-nodefaults",
-          "-no-user-config",
-          "-nographic",
-          "-serial",
-          "stdio",
-          "-device",
-          "isa-debug-exit,iobase=0xf4,iosize=4",
-          "-kernel",
-          image,
-        ],
+        args: qemuArgs(image, null),
         status: 1, // isa-debug-exit: (0 << 1) | 1
         stdout: "Hello",
         role: "baseline",
