@@ -79,6 +79,43 @@ for (const backend of testBackends()) {
       }
     });
 
+    it("garbage on either socket drops only that connection; VMs and other clients carry on", async () => {
+      const id = await createVm(d.socket, { image: "spin" });
+      assert.equal((await request(d.socket, "POST", `/v1/vms/${id}/start`)).status, 200);
+      const rm = await connectRmClient(d.rmSocket);
+      const blast = (path: string, bytes: Buffer) =>
+        new Promise<string>((resolve) => {
+          const s = net.connect(path, () => s.end(bytes));
+          let text = "";
+          s.on("data", (c: Buffer) => {
+            text += c.toString("latin1");
+          });
+          s.on("close", () => resolve(text));
+          s.on("error", () => resolve(text));
+        });
+      let seed = 7;
+      const random = (n: number) =>
+        Buffer.from(
+          Array.from({ length: n }, () => {
+            seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+            return seed & 0xff;
+          }),
+        );
+      for (let i = 0; i < 10; i++) {
+        // Random bytes, then a frame that claims more than a queue message can hold.
+        await blast(d.rmSocket, random(64 + i * 37));
+        await blast(d.rmSocket, Buffer.from([0xff, 0xff, 0x21, 0x01, 0x00, 0x00]));
+        const http = await blast(d.socket, random(200 + i * 11));
+        assert.ok(http === "" || http.startsWith("HTTP/1.1 400"), http.slice(0, 80));
+      }
+      // The well-behaved RM client, the API and the running VM are unaffected.
+      assert.equal(await rm.getVmid(), 3);
+      rm.close();
+      const vm = await request(d.socket, "GET", `/v1/vms/${id}`);
+      assert.equal(vm.json.state, "running");
+      assert.equal((await request(d.socket, "DELETE", `/v1/vms/${id}`)).status, 200);
+    });
+
     it("20 VMs created, started and stopped concurrently: every event once and in order per VM", async () => {
       const host = await request(d.socket, "GET", "/v1/host");
       const { ws, events } = await openEvents(d.socket, `?since=${host.json.next_event - 1}`);
