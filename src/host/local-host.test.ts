@@ -81,6 +81,25 @@ for (const backend of testBackends()) {
       assert.deepEqual(await h.list(), []);
     });
 
+    it("a guest's own VM_SET_STATUS shows as its OS/app status and as a vm.status event", async () => {
+      const h = await fresh();
+      const { events, stop } = collect(h);
+      const vm = await h.create({ image: "os-status", registers: { rdi: 4, rsi: "0x1234" } });
+      await vm.start();
+      const exit = await vm.exited;
+      stop();
+      assert.equal(exit.exit_type, "PLATFORM_OFF");
+      assert.equal(exit.exit_code, 0, "the RM accepted the status");
+      const info = await vm.info();
+      assert.deepEqual([info.os_status, info.app_status], [4, 0x1234]);
+      const reported = events.find(
+        (e) => e.vm === vm.id && e.type === "vm.status" && e.os_status === 4,
+      );
+      assert.equal(reported?.rm_status, "RUNNING");
+      assert.equal(reported?.app_status, 0x1234);
+      await vm.destroy();
+    });
+
     it("resets an exited VM to created and runs it again", async () => {
       const h = await fresh();
       const vm = await h.create({ image: "exit-code", registers: { rdi: 7 } });

@@ -20,7 +20,7 @@ import {
   tripleFault,
   uartEcho,
 } from "./basic.js";
-import { doorbellWait, graceful, initrdEcho, msgqClient, twoVcpu } from "./platform.js";
+import { doorbellWait, graceful, initrdEcho, msgqClient, osStatus, twoVcpu } from "./platform.js";
 
 export interface SimGuestDef {
   readonly summary: string;
@@ -53,6 +53,13 @@ export const SIM_GUESTS: ReadonlyMap<string, SimGuestDef> = new Map<string, SimG
   [
     "msgq-client",
     { summary: "VM_EXIT (code = RDI) through the RM message queue", program: msgqClient },
+  ],
+  [
+    "os-status",
+    {
+      summary: "VM_SET_STATUS (os = RDI, app = RSI) through the RM message queue, exits 0",
+      program: osStatus,
+    },
   ],
   [
     "two-vcpu",

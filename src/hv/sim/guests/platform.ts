@@ -81,6 +81,48 @@ export function* msgqClient(cpu: SimCpu): Guest {
   }
 }
 
+/** api 0x21, REQUEST, seq 1, VM_SET_STATUS (0x56000080), and its reply. */
+const SET_STATUS_REQUEST = 0x5600_0080_0001_0121n;
+const SET_STATUS_REPLY = 0x5600_0080_0001_0221n;
+
+/**
+ * VM_SET_STATUS through the RM message-queue device, os_status = RDI's low byte, app_status =
+ * RSI's low 16 bits; polls RX for the reply, skipping anything else. OK: prints
+ * "os-status: reported" and exits 0. RM error: exits 0xe1. Device refused the send: 0xe2.
+ */
+export function* osStatus(cpu: SimCpu): Guest {
+  const q = RM_MSGQ_MMIO_BASE;
+  yield* store64(q + RmMsgqReg.TX_BUF, SET_STATUS_REQUEST);
+  const os = Number(cpu.regs.rdi & 0xffn);
+  const app = Number(cpu.regs.rsi & 0xffffn);
+  yield* store32(q + RmMsgqReg.TX_BUF + 8, ((os << 8) | (app << 16)) >>> 0);
+  yield* store32(q + RmMsgqReg.TX_LEN, 12);
+  yield* store32(q + RmMsgqReg.TX_SEND, RM_MSGQ_SEND_PUSH);
+  if ((yield* load32(q + RmMsgqReg.ERROR)) !== 0) {
+    yield* print("os-status: the msgq device refused the send\n");
+    yield* debugExit(0xe2);
+    return;
+  }
+  for (;;) {
+    while (((yield* load32(q + RmMsgqReg.STATUS)) & RmMsgqStatus.RX_NOT_EMPTY) === 0) {}
+    const header = yield* load64(q + RmMsgqReg.RX_BUF);
+    if (header !== SET_STATUS_REPLY) {
+      yield* store32(q + RmMsgqReg.RX_POP, 1);
+      continue;
+    }
+    const rmError = yield* load32(q + RmMsgqReg.RX_BUF + 8);
+    yield* store32(q + RmMsgqReg.RX_POP, 1);
+    if (rmError !== 0) {
+      yield* print("os-status: VM_SET_STATUS refused\n");
+      yield* debugExit(0xe1);
+      return;
+    }
+    yield* print("os-status: reported\n");
+    yield* debugExit(0);
+    return;
+  }
+}
+
 /**
  * Two vCPUs from one entry, told apart by RSI: vCPU 1 prints B, sets a flag in guest RAM
  * (the image's data area) and halts; vCPU 0 prints A, spins until the flag is set and
