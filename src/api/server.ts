@@ -288,11 +288,11 @@ export class ApiServer {
         body = validate(route.body.schema, raw === undefined ? {} : raw);
       }
     } catch (e) {
-      // A body cut off at the limit leaves the rest unread on the connection: close it. A
-      // client still sending may see its write fail before it reads the 413.
+      // A body cut off at the limit leaves the rest unread on the connection: it is not
+      // reused, but closed gently, so a client still sending its body reads the 413.
       const drop = isTsvisorError(e, "API_BODY_TOO_LARGE");
+      if (drop) lingerOnClose(req.socket);
       writeError(res, e, drop ? { connection: "close" } : {});
-      if (drop) res.once("finish", () => req.socket.destroySoon());
       return;
     }
     let reply: Reply | undefined;
@@ -638,6 +638,26 @@ function isJsonMediaType(header: string | undefined): boolean {
   const [type, ...params] = header.split(";").map((s) => s.trim().toLowerCase());
   if (type !== "application/json") return false;
   return params.every((p) => !p.startsWith("charset=") || /^charset="?utf-8"?$/.test(p));
+}
+
+/** How long a connection refused for its body size waits for the client to finish sending. */
+const LINGER_MS = 2000;
+
+/**
+ * Node ends a `Connection: close` answer with socket.destroySoon(), which resets a client that
+ * is still sending its body: it sees EPIPE before it can read the 413. Instead this socket
+ * closes its own side, goes on discarding what arrives (the parser dumps the unread body), and
+ * lets go once the client has finished, or after LINGER_MS whatever it does.
+ */
+function lingerOnClose(socket: net.Socket): void {
+  socket.destroySoon = function lingeringClose(this: net.Socket) {
+    const timer = setTimeout(() => this.destroy(), LINGER_MS);
+    timer.unref();
+    this.once("end", () => this.destroy());
+    this.once("close", () => clearTimeout(timer));
+    this.end();
+    this.resume();
+  };
 }
 
 /**
