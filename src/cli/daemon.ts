@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { TsvisorError } from "../core/errors.js";
+import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { DEFAULT_MAX_VMS, DEFAULT_MEMORY_BUDGET } from "../host/defaults.js";
 import { parseArgs } from "./args.js";
 import type { CliIo, Command } from "./main.js";
@@ -157,26 +157,37 @@ async function runDaemon(args: readonly string[], io: CliIo): Promise<number> {
   };
   // Loaded here, not at the top: other commands' start-up should not pay for the VMM.
   const { rmSocketPathFor, startDaemon } = await import("../daemon/daemon.js");
-  const daemon = await startDaemon({
-    socketPath,
-    rmSocketPath: flags.has("no-rm-socket")
-      ? null
-      : (text("rm-socket") ?? rmSocketPathFor(socketPath)),
-    backend,
-    ...(text("kvm-device") ? { kvmDevice: text("kvm-device")! } : {}),
-    ...(maxVms ? { maxVms: parseInteger(maxVms, "--max-vms", 1, 63) } : {}),
-    ...(budget ? { memoryBudget: parseBytes(budget, "--memory-budget") } : {}),
-    ...(stopTimeout
-      ? { stopTimeoutMs: parseInteger(stopTimeout, "--stop-timeout", 0, 600_000) }
-      : {}),
-    ...(retention
-      ? { eventRetention: parseInteger(retention, "--event-retention", 1, 10_000_000) }
-      : {}),
-    ...(maxBody ? { maxBodyBytes: parseBytes(maxBody, "--max-body") } : {}),
-    ...(tcp ? { tcp } : {}),
-    ...(token ? { token } : {}),
-    log,
-  });
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon({
+      socketPath,
+      rmSocketPath: flags.has("no-rm-socket")
+        ? null
+        : (text("rm-socket") ?? rmSocketPathFor(socketPath)),
+      backend,
+      ...(text("kvm-device") ? { kvmDevice: text("kvm-device")! } : {}),
+      ...(maxVms ? { maxVms: parseInteger(maxVms, "--max-vms", 1, 63) } : {}),
+      ...(budget ? { memoryBudget: parseBytes(budget, "--memory-budget") } : {}),
+      ...(stopTimeout
+        ? { stopTimeoutMs: parseInteger(stopTimeout, "--stop-timeout", 0, 600_000) }
+        : {}),
+      ...(retention
+        ? { eventRetention: parseInteger(retention, "--event-retention", 1, 10_000_000) }
+        : {}),
+      ...(maxBody ? { maxBodyBytes: parseBytes(maxBody, "--max-body") } : {}),
+      ...(tcp ? { tcp } : {}),
+      ...(token ? { token } : {}),
+      log,
+    });
+  } catch (e) {
+    if (isTsvisorError(e, "HV_UNAVAILABLE")) {
+      throw new TsvisorError(
+        "HV_UNAVAILABLE",
+        `${e.message} (--backend sim hosts simulated guests without it; docs/sim.md)`,
+      );
+    }
+    throw e;
+  }
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (name: string) => {
