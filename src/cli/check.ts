@@ -195,28 +195,8 @@ const OPTIONS = {
   list: "flag",
 } as const;
 
-/** Accepts `--name value` as well as `--name=value` for this command's value options. */
-function joinValues(args: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
-    const next = args[i + 1];
-    if (
-      name !== undefined &&
-      OPTIONS[name as keyof typeof OPTIONS] === "value" &&
-      next !== undefined &&
-      !next.startsWith("--")
-    ) {
-      out.push(`${a}=${next}`);
-      i++;
-    } else out.push(a);
-  }
-  return out;
-}
-
 async function runDoorbell(args: readonly string[], io: CliIo): Promise<number> {
-  const { flags, operands } = parseArgs(joinValues(args), OPTIONS, "check doorbell");
+  const { flags, operands } = parseArgs(args, OPTIONS, "check doorbell", { spacedValues: true });
   if (operands.length > 0) throw usage(`'check doorbell' takes no operands, got '${operands[0]}'`);
   const json = flags.has("json");
   if (flags.has("list")) {

@@ -52,31 +52,6 @@ Examples:
   curl --unix-socket /tmp/tsvisor.sock http://localhost/v1/vms
 `;
 
-const VALUE_OPTIONS = new Set([
-  "socket",
-  "backend",
-  "kvm-device",
-  "max-vms",
-  "memory-budget",
-  "stop-timeout",
-  "event-retention",
-  "listen",
-  "token-file",
-  "rm-socket",
-  "max-body",
-]);
-
-function joinValues(args: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
-    if (name && VALUE_OPTIONS.has(name) && i + 1 < args.length) out.push(`${a}=${args[++i]}`);
-    else out.push(a);
-  }
-  return out;
-}
-
 function parseBytes(text: string, option: string): number {
   const m = /^(\d+)\s*([kmg])?(i?b)?$/i.exec(text.trim());
   const unit = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? "").toLowerCase()] ?? 1;
@@ -96,7 +71,7 @@ function parseInteger(text: string, option: string, min: number, max: number): n
 
 async function runDaemon(args: readonly string[], io: CliIo): Promise<number> {
   const { flags, operands } = parseArgs(
-    joinValues(args),
+    args,
     {
       socket: "value",
       backend: "value",
@@ -113,6 +88,7 @@ async function runDaemon(args: readonly string[], io: CliIo): Promise<number> {
       quiet: "flag",
     },
     "daemon",
+    { spacedValues: true },
   );
   if (operands.length > 0) throw usage(`'daemon' takes no operands, got: ${operands.join(" ")}`);
   const text = (name: string) => {

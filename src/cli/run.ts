@@ -78,30 +78,6 @@ Examples:
   tsvisor run --backend sim hello
 `;
 
-const VALUE_OPTIONS = [
-  "mem",
-  "vcpus",
-  "cmdline",
-  "initrd",
-  "reg",
-  "irqchip",
-  "kvm-device",
-  "backend",
-] as const;
-
-/** Accepts `--mem 4M` as well as `--mem=4M` for the options that take a value. */
-function joinValues(args: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
-    if (name && (VALUE_OPTIONS as readonly string[]).includes(name) && i + 1 < args.length) {
-      out.push(`${a}=${args[++i]}`);
-    } else out.push(a);
-  }
-  return out;
-}
-
 import { parseSize } from "./size.js";
 
 export { parseSize };
@@ -131,7 +107,7 @@ function loadImage(operand: string): { image: Uint8Array; name: string } {
 
 async function runRun(args: readonly string[], io: CliIo): Promise<number> {
   const { flags, operands } = parseArgs(
-    joinValues(args),
+    args,
     {
       mem: "value",
       vcpus: "value",
@@ -146,6 +122,7 @@ async function runRun(args: readonly string[], io: CliIo): Promise<number> {
       backend: "value",
     },
     "run",
+    { spacedValues: true },
   );
   if (operands.length !== 1) {
     throw usage(

@@ -57,16 +57,7 @@ type Known = Record<string, "flag" | "value">;
 /** parseArgs with the connection options added and `--name value` accepted for values. */
 function parse(args: readonly string[], known: Known, cmd: string) {
   const all: Known = { ...CONNECTION_OPTIONS, ...known };
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
-    if (name && all[name] === "value") {
-      if (i + 1 >= args.length) throw usage(`option --${name} needs a value`);
-      joined.push(`${a}=${args[++i]}`);
-    } else joined.push(a);
-  }
-  const parsed = parseArgs(joined, all, `vm ${cmd}`);
+  const parsed = parseArgs(args, all, `vm ${cmd}`, { spacedValues: true });
   const text = (name: string): string | undefined => {
     const v = parsed.flags.get(name);
     return typeof v === "string" ? v : undefined;
