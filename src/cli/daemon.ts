@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { parseByteSize } from "../core/size.js";
 import { DEFAULT_MAX_VMS, DEFAULT_MEMORY_BUDGET } from "../host/defaults.js";
 import { parseArgs } from "./args.js";
 import type { CliIo, Command } from "./main.js";
@@ -53,9 +54,7 @@ Examples:
 `;
 
 function parseBytes(text: string, option: string): number {
-  const m = /^(\d+)\s*([kmg])?(i?b)?$/i.exec(text.trim());
-  const unit = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? "").toLowerCase()] ?? 1;
-  const n = m ? Number(m[1]) * unit : Number.NaN;
+  const n = parseByteSize(text) ?? Number.NaN;
   if (!Number.isSafeInteger(n) || n <= 0)
     throw usage(`${option}: '${text}' is not a size (e.g. 512M, 2G)`);
   return n;

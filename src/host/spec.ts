@@ -1,15 +1,16 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
+import { parseByteSize } from "../core/size.js";
 import { resolveSimImage } from "../hv/sim/select.js";
 import { guestImage, guestPath } from "../loader/guest-builder.js";
 import { X86_GPR_NAMES } from "../protocol/enums.js";
 import {
   type BuildSpec,
   CMDLINE_MAX,
+  isMemSize,
   MEM_DEFAULT,
-  MEM_MAX,
-  MEM_MIN,
+  MEM_SIZE_RULE,
   VCPUS_MAX,
 } from "../vmm/builder.js";
 import type { VmSpec } from "./types.js";
@@ -52,20 +53,13 @@ const invalid = (field: string, message: string) =>
 
 /** "2M", "512K", "1G", "0x200000", 2097152 → bytes, range- and alignment-checked. */
 export function parseMemory(value: unknown, field = "memory"): number {
-  let n: number;
+  let n: number | undefined;
   if (typeof value === "number") n = value;
   else if (typeof value === "string") {
-    const m = /^(0x[0-9a-f]+|\d+)\s*([kmg])?(i?b)?$/i.exec(value.trim());
-    if (!m) throw invalid(field, `'${value}' is not a size (e.g. 2M, 512K, 2097152)`);
-    const unit = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? "").toLowerCase()] ?? 1;
-    n = Number(m[1]) * unit;
+    n = parseByteSize(value);
+    if (n === undefined) throw invalid(field, `'${value}' is not a size (e.g. 2M, 512K, 2097152)`);
   } else throw invalid(field, "must be a number of bytes or a size text like 2M");
-  if (!Number.isSafeInteger(n) || n < MEM_MIN || n > MEM_MAX || n % 4096 !== 0) {
-    throw invalid(
-      field,
-      `${String(value)} must be a multiple of 4 KiB from ${MEM_MIN / 1024}K to ${MEM_MAX / 1024 / 1024}M`,
-    );
-  }
+  if (!isMemSize(n)) throw invalid(field, `${String(value)} must be ${MEM_SIZE_RULE}`);
   return n;
 }
 

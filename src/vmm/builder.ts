@@ -84,8 +84,16 @@ export function guestLayout(ramSize: number): GuestLayout {
   };
 }
 
+/** What a guest RAM size must be, for messages. */
+export const MEM_SIZE_RULE = `a multiple of 4 KiB from ${MEM_MIN / KiB}K to ${MEM_MAX / MiB}M`;
+
+/** Whether this host runs a guest with `size` bytes of RAM (MEM_SIZE_RULE). */
+export function isMemSize(size: number): boolean {
+  return Number.isSafeInteger(size) && size >= MEM_MIN && size <= MEM_MAX && size % PAGE === 0;
+}
+
 export function checkMemSize(size: number): void {
-  if (!Number.isSafeInteger(size) || size < MEM_MIN || size > MEM_MAX || size % PAGE !== 0) {
+  if (!isMemSize(size)) {
     throw new TsvisorError(
       "VMM_CONFIG",
       `guest memory must be a multiple of 4 KiB from ${MEM_MIN / KiB} KiB to ${MEM_MAX / MiB} MiB, not ${size} bytes`,
