@@ -1,13 +1,11 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { ByteRing } from "../devices/byte-ring.js";
 import { KvmHypervisor } from "../hv/kvm/kvm-hypervisor.js";
 import { resolveSimImage, SIM_NOTICE } from "../hv/sim/select.js";
 import { SimHypervisor } from "../hv/sim/sim-hypervisor.js";
 import type { Hypervisor } from "../hv/types.js";
-import { guestImage } from "../loader/guest-builder.js";
+import { guestImage, isGuestName } from "../loader/guest-builder.js";
 import { ExitType, nameOf, VmStatus } from "../protocol/enums.js";
 import type { RmMessage } from "../protocol/message.js";
 import type { VmExitedNotification, VmStatusNotification } from "../rpc/client.js";
@@ -82,26 +80,13 @@ import { parseSize } from "./size.js";
 
 export { parseSize };
 
-function guestsDir(): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "guests", "build.sh"))) return join(dir, "guests");
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-
 /** A file, or the name of a test guest in guests/ (built on first use). */
 function loadImage(operand: string): { image: Uint8Array; name: string } {
   if (existsSync(operand) && statSync(operand).isFile()) {
     const base = operand.split("/").pop() ?? "image";
     return { image: new Uint8Array(readFileSync(operand)), name: base.replace(/\.[^.]*$/, "") };
   }
-  const dir = guestsDir();
-  if (/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(operand) && dir && existsSync(join(dir, `${operand}.S`))) {
-    return { image: guestImage(operand), name: operand };
-  }
+  if (isGuestName(operand)) return { image: guestImage(operand), name: operand };
   throw usage(`'${operand}' is neither a file nor a guest in guests/ (try 'tsvisor run hello')`);
 }
 

@@ -3,7 +3,7 @@ import { basename } from "node:path";
 import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { parseByteSize } from "../core/size.js";
 import { resolveSimImage } from "../hv/sim/select.js";
-import { guestImage, guestPath } from "../loader/guest-builder.js";
+import { guestImage, isGuestName } from "../loader/guest-builder.js";
 import { X86_GPR_NAMES } from "../protocol/enums.js";
 import {
   type BuildSpec,
@@ -92,14 +92,7 @@ function loadNamed(
       name: basename(operand).replace(/\.[^.]*$/, ""),
     };
   }
-  if (/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(operand)) {
-    try {
-      guestPath(operand);
-      return { image: guestImage(operand), name: operand };
-    } catch {
-      // fall through to the one message below
-    }
-  }
+  if (isGuestName(operand)) return { image: guestImage(operand), name: operand };
   throw new TsvisorError(
     "API_IMAGE",
     `${field}: '${operand}' is neither a readable file nor a test guest's name (e.g. hello)`,

@@ -39,6 +39,16 @@ export function guestPath(name: string): string {
   return out;
 }
 
+/** Whether `name` names a test guest: guests/NAME.S exists (it need not be built yet). */
+export function isGuestName(name: string): boolean {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) return false;
+  try {
+    return existsSync(join(repoRoot(), "guests", `${name}.S`));
+  } catch {
+    return false;
+  }
+}
+
 /** The bytes of guest `name` (see guestPath). */
 export function guestImage(name: string): Uint8Array {
   return new Uint8Array(readFileSync(guestPath(name)));
