@@ -1,7 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, lstatSync, statSync, unlinkSync } from "node:fs";
+import { lstatSync, statSync, unlinkSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type net from "node:net";
+import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type WebSocket from "ws";
 import { WebSocketServer } from "ws";
@@ -9,6 +10,7 @@ import { isTsvisorError, TsvisorError } from "../core/errors.js";
 import { INSTANCE_HEADER } from "../host/defaults.js";
 import type { LocalHost } from "../host/local-host.js";
 import type { HostEvent } from "../host/types.js";
+import { bindOwnerOnly, restrictToOwner, socketAnswers } from "../os/unix-socket.js";
 import {
   API_VERSION,
   API_VERSION_HEADER,
@@ -176,7 +178,6 @@ export class ApiServer {
         const server = this.httpServer(unixEp);
         servers.push({ server, ep: unixEp });
         await listenOwnerOnly(server, socketPath);
-        chmodSync(socketPath, 0o600);
         socketIno = statSync(socketPath).ino;
       }
       if (opts.tcp) {
@@ -832,15 +833,7 @@ async function clearStaleSocket(path: string): Promise<void> {
   if (!st.isSocket()) {
     throw new TsvisorError("API_STATE", `${path} exists and is not a socket; not replacing it`);
   }
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", (e: NodeJS.ErrnoException) => resolve(e.code !== "ECONNREFUSED"));
-  });
-  if (live) {
+  if (await socketAnswers(path)) {
     throw new TsvisorError(
       "API_STATE",
       `another process is serving on ${path} (a daemon already running?)`,
@@ -853,21 +846,13 @@ async function clearStaleSocket(path: string): Promise<void> {
 function listenOwnerOnly(server: http.Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    let old: number | undefined;
-    try {
-      // The bind happens inside listen(), so the file is owner-only from its first moment.
-      old = process.umask(0o177);
-    } catch {
-      // Worker threads cannot set the umask; the chmod right after listening still applies.
-    }
-    try {
+    bindOwnerOnly(() =>
       server.listen(path, () => {
         server.off("error", reject);
+        restrictToOwner(path);
         resolve();
-      });
-    } finally {
-      if (old !== undefined) process.umask(old);
-    }
+      }),
+    );
   });
 }
 

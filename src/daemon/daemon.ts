@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, unlinkSync } from "node:fs";
+import { existsSync, unlinkSync } from "node:fs";
 import { type ApiServer, createApiServer } from "../api/server.js";
 import { TsvisorError } from "../core/errors.js";
 import type { LocalHostOptions } from "../host/local-host.js";
@@ -46,16 +46,6 @@ export interface Daemon {
 
 export const rmSocketPathFor = (apiSocket: string) => `${apiSocket}.rm`;
 
-/** Runs fn with a umask that makes new files (the sockets) owner-only from their first moment. */
-async function ownerOnly<T>(fn: () => Promise<T>): Promise<T> {
-  const old = process.umask(0o177);
-  try {
-    return await fn();
-  } finally {
-    process.umask(old);
-  }
-}
-
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? (() => {});
   if (opts.tcp && !opts.token) {
@@ -89,19 +79,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
   try {
     api = createApiServer(host, { log });
-    listening = await ownerOnly(() =>
-      api!.listen({
-        socketPath: opts.socketPath,
-        ...(opts.tcp ? { tcp: opts.tcp } : {}),
-        ...(opts.token ? { token: opts.token } : {}),
-        ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
-      }),
-    );
+    listening = await api.listen({
+      socketPath: opts.socketPath,
+      ...(opts.tcp ? { tcp: opts.tcp } : {}),
+      ...(opts.token ? { token: opts.token } : {}),
+      ...(opts.maxBodyBytes ? { maxBodyBytes: opts.maxBodyBytes } : {}),
+    });
     if (rmPath) {
-      rm = await ownerOnly(() =>
-        listenRmSocket(host.stack.server, rmPath, { replaceStale: true, log: rmLog }),
-      );
-      chmodSync(rmPath, 0o600);
+      rm = await listenRmSocket(host.stack.server, rmPath, {
+        replaceStale: true,
+        ownerOnly: true,
+        log: rmLog,
+      });
     }
   } catch (e) {
     await listening?.close().catch(() => {});

@@ -6,6 +6,7 @@ import type { LogPort } from "../rpc/log.js";
 import { nullLog } from "../rpc/log.js";
 import type { RmServer } from "../rpc/server.js";
 import { SocketEndpoint } from "./socket-endpoint.js";
+import { bindOwnerOnly, restrictToOwner, socketAnswers } from "./unix-socket.js";
 
 export interface RmSocketListenerOptions {
   /**
@@ -19,6 +20,8 @@ export interface RmSocketListenerOptions {
    * that died), remove it and bind again. A live listener is never displaced.
    */
   readonly replaceStale?: boolean;
+  /** Bind the socket owner-only (0600) from its first moment (os/unix-socket.ts). */
+  readonly ownerOnly?: boolean;
 }
 
 export interface RmSocketListener {
@@ -58,12 +61,14 @@ export function listenRmSocket(
       socket.destroy();
     }
   });
+  const bind = () =>
+    opts.ownerOnly ? bindOwnerOnly(() => listener.listen(path)) : listener.listen(path);
   return new Promise((resolve, reject) => {
     let retried = false;
     const fail = (e: NodeJS.ErrnoException) => {
       if (e.code === "EADDRINUSE" && opts.replaceStale && !retried) {
         retried = true;
-        probe(path).then((alive) => {
+        socketAnswers(path).then((alive) => {
           if (alive) reject(listenError(path, e));
           else {
             try {
@@ -71,7 +76,7 @@ export function listenRmSocket(
             } catch {
               // Gone already: binding again is all that is needed.
             }
-            listener.listen(path);
+            bind();
           }
         }, reject);
         return;
@@ -82,6 +87,7 @@ export function listenRmSocket(
     listener.on("error", fail);
     listener.once("listening", () => {
       listener.off("error", fail);
+      if (opts.ownerOnly) restrictToOwner(path);
       listener.on("error", (e) => {
         log.write({
           level: "error",
@@ -114,7 +120,7 @@ export function listenRmSocket(
           }),
       });
     });
-    listener.listen(path);
+    bind();
   });
 }
 
@@ -125,13 +131,3 @@ function listenError(path: string, e: NodeJS.ErrnoException): TsvisorError {
 }
 
 /** True when something accepts connections on `path`. */
-function probe(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection({ path });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
