@@ -306,9 +306,9 @@ export function collectWs(open: WsOpen): { readonly events: HostEvent[]; closed:
 }
 
 /** Resolves once `pred` holds (checked every few ms; the test's own timeout bounds it). */
-export async function until(pred: () => boolean, what: string): Promise<void> {
+export async function until(pred: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const t0 = Date.now();
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() - t0 > 60_000) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }

@@ -6,7 +6,7 @@ import { request as apiRequest, type Reply } from "../../api/testing/harness.js"
  * the wire (status codes, headers, bodies) with nothing of the SDK in between.
  */
 
-export type { Reply } from "../../api/testing/harness.js";
+export { type Reply, until } from "../../api/testing/harness.js";
 
 /** One request on the daemon's socket, no agent (the API tests' helper, with positional args). */
 export function request(
@@ -37,13 +37,4 @@ export function openEvents(
     ws.once("open", () => resolve({ ws, events, closed }));
     ws.once("error", reject);
   });
-}
-
-/** Resolves once `pred` holds, polling the array every few ms (bounded by the test's timeout). */
-export async function until(pred: () => boolean, what: string, limitMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > limitMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }

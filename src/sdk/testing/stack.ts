@@ -105,11 +105,4 @@ export async function startProxy(target: string, socket: string): Promise<Proxy>
   };
 }
 
-/** Resolves once `pred` holds (polled; bounded by the test's own timeout). */
-export async function until(pred: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    if (await pred()) return;
-    if (i > 3000) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { until } from "../../api/testing/harness.js";
