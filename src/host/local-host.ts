@@ -567,13 +567,7 @@ export class LocalHost implements HostApi {
       this.byVmid.delete(vmid);
     }
     if (rec.started) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), THREADS_GRACE_MS);
-      });
-      const ok = await Promise.race([rec.finished.promise.then(() => true), late]);
-      clearTimeout(timer);
-      if (!ok)
+      if (!(await settlesWithin(rec.finished.promise, THREADS_GRACE_MS)))
         this.onLog(`${rec.id}: vCPU threads still running ${THREADS_GRACE_MS} ms after teardown`);
     }
     if (built) {
@@ -620,17 +614,12 @@ export class LocalHost implements HostApi {
       this.onLog(`${rec.id}: graceful stop refused (${errorText(e)}); forcing`);
       return this.forceStop(rec);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), timeoutMs);
-    });
-    const late = await Promise.race([
-      rec.exited.promise.then(() => false),
-      timedOut,
-      this.hurried.promise.then(() => true),
-    ]);
-    clearTimeout(timer);
-    if (late) await this.forceStop(rec);
+    // hurry() makes the exit "late" at once: a shutdown's second signal forces now.
+    const exitedInTime = await settlesWithin(
+      Promise.race([rec.exited.promise, this.hurried.promise.then(() => Promise.reject())]),
+      timeoutMs,
+    );
+    if (!exitedInTime) await this.forceStop(rec);
   }
 
   private markRunning(rec: VmRecord): void {
@@ -700,6 +689,25 @@ export class LocalHost implements HostApi {
       runs: rec.runs,
       console_bytes: rec.console.written,
     };
+  }
+}
+
+/** Whether `p` fulfils within `ms` (false on timeout or rejection); the timer never lingers. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => false,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
