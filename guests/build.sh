@@ -26,7 +26,7 @@ for name in "$@"; do
   [ -f "$src" ] || { echo "guests: no source $src" >&2; exit 1; }
   kind=$(sed -n '1s/^# tsvisor-guest: *//p' "$src")
   tmp=$(mktemp -d "$out/.build-$name.XXXXXX")
-  as --64 -o "$tmp/$name.o" "$src"
+  as --64 -I "$here" -o "$tmp/$name.o" "$src"
   case "$kind" in
     elf)
       ld -m elf_x86_64 -N -T "$here/guest.ld" --build-id=none -z noexecstack $rwx \

@@ -5,29 +5,10 @@
 # the RM has stopped the VM and the host ends the vCPU. If the RM refuses, it prints the RM
 # error on COM1 and powers off through debug-exit with 0xe1; if the device refuses the send
 # (its ERROR register), it prints that and powers off with 0xe2.
-	.set	MSGQ, 0xfeb00000	# RM_MSGQ_MMIO_BASE
-	.set	STATUS, 0x008
-	.set	ERROR, 0x010
-	.set	TX_LEN, 0x018
-	.set	TX_SEND, 0x01c
-	.set	RX_POP, 0x028
-	.set	TX_BUF, 0x100
-	.set	RX_BUF, 0x200
-	.set	RX_NOT_EMPTY, 1
-	.set	PUSH, 1
+	.include "rm-client.inc"
 	# api 0x21, type|fragments, seq 1 (u16), msg_id VM_EXIT 0x56000085: one u64, little-endian
 	.set	VM_EXIT_REQUEST, 0x5600008500010121
 	.set	VM_EXIT_REPLY, 0x5600008500010221
-
-	# Prints `len` bytes at `msg` on COM1.
-	.macro	puts msg, len
-	lea	\msg(%rip), %rsi
-	mov	$\len, %ecx
-	mov	$0x3f8, %dx
-1:	lodsb
-	outb	%al, %dx
-	loop	1b
-	.endm
 
 	# Prints %r8d as 8 hex digits and a newline on COM1.
 	.macro	puthex32
@@ -49,34 +30,15 @@
 	.globl	_start
 _start:
 	mov	$MSGQ, %ebx
-	movabs	$VM_EXIT_REQUEST, %rax
-	mov	%rax, TX_BUF(%rbx)
 	movzbl	%dil, %eax
 	shl	$16, %eax		# u16 exit_flags = 0, u8 exit_code, u8 reserved
-	mov	%eax, TX_BUF+8(%rbx)
-	movl	$12, TX_LEN(%rbx)
-	movl	$PUSH, TX_SEND(%rbx)
-	mov	ERROR(%rbx), %r8d
-	test	%r8d, %r8d
-	jnz	device_error
-
-wait:	testl	$RX_NOT_EMPTY, STATUS(%rbx)
-	jz	wait
-	mov	RX_BUF(%rbx), %rax
-	movabs	$VM_EXIT_REPLY, %rcx
-	cmp	%rcx, %rax
-	jne	skip
-	mov	RX_BUF+8(%rbx), %r8d	# the reply's RM error code
-	movl	$1, RX_POP(%rbx)
+	rm_call	VM_EXIT_REQUEST, VM_EXIT_REPLY
 	test	%r8d, %r8d
 	jnz	rm_error
 stopped:
 	cli
 	hlt
 	jmp	stopped
-
-skip:	movl	$1, RX_POP(%rbx)
-	jmp	wait
 
 rm_error:
 	puts	refused, (refused_end-refused)

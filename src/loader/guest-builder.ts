@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TsvisorError } from "../core/errors.js";
@@ -29,7 +29,16 @@ export function guestPath(name: string): string {
     throw new TsvisorError("LOADER_FORMAT", `${src} has no '# tsvisor-guest:' line`);
   const outDir = join(root, "dist", "guests");
   const out = join(outDir, `${name}.${kind === "elf" ? "elf" : "bin"}`);
-  const inputs = [src, join(root, "guests", "build.sh"), join(root, "guests", "guest.ld")];
+  // Shared includes (guests/*.inc) count for every guest: few, and rarely changed.
+  const includes = readdirSync(join(root, "guests"))
+    .filter((f) => f.endsWith(".inc"))
+    .map((f) => join(root, "guests", f));
+  const inputs = [
+    src,
+    join(root, "guests", "build.sh"),
+    join(root, "guests", "guest.ld"),
+    ...includes,
+  ];
   const newest = Math.max(...inputs.map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
   if (!existsSync(out) || statSync(out).mtimeMs < newest) {
     execFileSync("sh", [join(root, "guests", "build.sh"), outDir, name], {
