@@ -9,6 +9,7 @@
 # host stopping the vCPU) ends the halt.
 	.set	READY, 0x7000
 	.set	VECTOR_BASE, 0x20	# master PIC ICW2; the slave follows at 0x28
+	.include "pic.inc"
 	.set	GATES, VECTOR_BASE + 16
 
 	.code64
@@ -20,40 +21,7 @@ _start:
 	jnz	1f
 	mov	$5, %ecx
 1:
-	# One 64-bit interrupt gate (selector 0x08, present, DPL 0) for vectors 0x20-0x2f, all to
-	# isr. Built at run time: the linker cannot split an address into the gate's fields.
-	lea	isr(%rip), %rax
-	mov	%eax, %edx
-	and	$0xffff, %edx		# offset 15:0
-	or	$0x00080000, %edx	# selector
-	shr	$16, %eax
-	shl	$16, %eax		# offset 31:16 in the high half of the second dword
-	or	$0x8e00, %eax		# present, DPL 0, 64-bit interrupt gate
-	shl	$32, %rax
-	or	%rax, %rdx		# offset 63:32 (0: isr is below 4 GiB) stays in the zeroed upper qword
-	lea	idt + VECTOR_BASE * 16(%rip), %rdi
-	mov	$16, %eax
-2:	mov	%rdx, (%rdi)
-	add	$16, %rdi
-	dec	%eax
-	jnz	2b
-	lidt	idtr(%rip)
-
-	# 8259 pair: ICW1 edge + cascade + ICW4, ICW2 vector bases, ICW3 wiring, ICW4 8086 mode.
-	mov	$0x11, %al
-	outb	%al, $0x20
-	outb	%al, $0xa0
-	mov	$VECTOR_BASE, %al
-	outb	%al, $0x21
-	mov	$VECTOR_BASE + 8, %al
-	outb	%al, $0xa1
-	mov	$0x04, %al
-	outb	%al, $0x21
-	mov	$0x02, %al
-	outb	%al, $0xa1
-	mov	$0x01, %al
-	outb	%al, $0x21
-	outb	%al, $0xa1
+	idt_and_pic isr
 	# OCW1: mask everything but our line (and the cascade when the line is on the slave).
 	mov	$0xffff, %eax
 	btr	%ecx, %eax

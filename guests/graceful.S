@@ -14,29 +14,14 @@
 #
 # The PVH note's 32-bit entry (how QEMU's -kernel starts an ELF) only prints the first line and
 # halts with interrupts off: an idle guest for comparing memory with QEMU, which has no RM link.
-	.set	MSGQ, 0xfeb00000	# RM_MSGQ_MMIO_BASE
-	.set	STATUS, 0x008
-	.set	IRQ_ENABLE, 0x00c
-	.set	RX_POP, 0x028
-	.set	RX_BUF, 0x200
-	.set	RX_NOT_EMPTY, 1
-	.set	IRQ_RX, 1
+	.include "rm-client.inc"
 	.set	VECTOR_BASE, 0x20
+	.include "pic.inc"
 	.set	GATES, VECTOR_BASE + 16
 	.set	ELCR2, 0x4d1		# edge/level control of IRQs 8-15
 	# api 0x21, NOTIFICATION (3) with no continuations, any seq, msg_id VM_SHUTDOWN 0x56100002
 	.set	SHUTDOWN_HEADER, 0x5610000200000321
 	.set	HEADER_MASK, 0xffffffff0000ffff
-
-	# Prints `len` bytes at `msg` on COM1.
-	.macro	puts msg, len
-	lea	\msg(%rip), %rsi
-	mov	$\len, %ecx
-	mov	$0x3f8, %dx
-1:	lodsb
-	outb	%al, %dx
-	loop	1b
-	.endm
 
 	.section .note.Xen, "a", @note
 	.balign	4
@@ -50,39 +35,7 @@
 	.text
 	.globl	_start
 _start:
-	# One 64-bit interrupt gate (selector 0x08, present, DPL 0) for vectors 0x20-0x2f.
-	lea	isr(%rip), %rax
-	mov	%eax, %edx
-	and	$0xffff, %edx
-	or	$0x00080000, %edx
-	shr	$16, %eax
-	shl	$16, %eax
-	or	$0x8e00, %eax
-	shl	$32, %rax
-	or	%rax, %rdx
-	lea	idt + VECTOR_BASE * 16(%rip), %rdi
-	mov	$16, %eax
-1:	mov	%rdx, (%rdi)
-	add	$16, %rdi
-	dec	%eax
-	jnz	1b
-	lidt	idtr(%rip)
-
-	# 8259 pair: ICW1 edge + cascade + ICW4, ICW2 vector bases, ICW3 wiring, ICW4 8086 mode.
-	mov	$0x11, %al
-	outb	%al, $0x20
-	outb	%al, $0xa0
-	mov	$VECTOR_BASE, %al
-	outb	%al, $0x21
-	mov	$VECTOR_BASE + 8, %al
-	outb	%al, $0xa1
-	mov	$0x04, %al
-	outb	%al, $0x21
-	mov	$0x02, %al
-	outb	%al, $0xa1
-	mov	$0x01, %al
-	outb	%al, $0x21
-	outb	%al, $0xa1
+	idt_and_pic isr
 	# IRQ 10 (slave line 2) level-triggered.
 	mov	$0x04, %al
 	mov	$ELCR2, %dx
