@@ -56,7 +56,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   const rmPath =
     opts.rmSocketPath === null ? null : (opts.rmSocketPath ?? rmSocketPathFor(opts.socketPath));
-  const host = LocalHost.open({ ...opts, onLog: (m) => log(m) });
+  const host = LocalHost.open({
+    backend: opts.backend,
+    kvmDevice: opts.kvmDevice,
+    maxVms: opts.maxVms,
+    memoryBudget: opts.memoryBudget,
+    eventRetention: opts.eventRetention,
+    onLog: log,
+  });
   const unsubscribe = host.subscribe({}, (e) => {
     const detail = e.exit
       ? ` ${e.exit.exit_type} code ${e.exit.exit_code} (${e.exit.initiator})`
